@@ -1,0 +1,105 @@
+//! # flagcache
+//!
+//! A lock-free, multi-layer cache for feature-flag definitions, for evaluators that ask "what
+//! is flag X right now?" millions of times a second per core.
+//!
+//! | Layer | Type | What |
+//! |---|---|---|
+//! | L1 | [`LocalCache`] | in-process `papaya` map, CLOCK eviction, per-entry TTL, snapshot swaps |
+//! | L2 | `RedisCache` (feature `redis`) | shared by a fleet of instances |
+//! | L3 | `FlagSource` | the database, the source of truth |
+//!
+//! ## Quick example
+//! ```
+//! use flagcache::{FlagCache, FlagDefinition, FlagId, LocalCache};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), flagcache::Error> {
+//! let cache = LocalCache::builder()
+//!     .max_size(10_000)
+//!     .default_ttl(Duration::from_secs(60))
+//!     .build()?;
+//!
+//! let id = FlagId::new("checkout.new-flow");
+//! cache.try_set(&id, FlagDefinition::new_boolean("checkout.new-flow", "New checkout", false)?, None)?;
+//!
+//! // The hot path: no lock, no allocation, no await.
+//! let enabled = cache.get_with("checkout.new-flow", |def| def.enabled);
+//! assert_eq!(enabled, Some(true));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Cargo features
+//! | Feature | Default | What |
+//! |---|---|---|
+//! | `redis` | yes | the Redis layer (L2); off, the crate compiles no Redis client |
+//!
+//! ## Consistency model
+//! - **Reads** see a write once the write has returned; an `invalidate` that returned is never
+//!   undone by a read-through fill that started before it (write fences, see [`LocalCache`]).
+//! - **Versions** never go backwards in the cache: a write or fill of a lower version than the
+//!   cached one is refused and counted.
+//! - **Snapshots**: [`LocalCache::replace_all`] swaps the whole set atomically; a
+//!   [`LocalCache::get_many_now`] answers from one snapshot.
+//! - **Expiry**: an entry is not served past its TTL by more than one clock tick (5 ms by
+//!   default while the cleanup task runs; exact without it).
+//! - **Stats** are exact once concurrent operations have finished.
+//!
+//! ## Performance
+//! A hit does no locking, no allocation and no system call. [`LocalCache::get_with`] lends the
+//! definition without an `Arc` clone and, once the entry's CLOCK counter is saturated, writes
+//! only its thread's stats stripe. See `BENCHMARKS.md` for measurements against `quick_cache`,
+//! `moka` and a raw `papaya` map.
+
+#![deny(missing_docs)]
+// `clippy.toml` bans std atomics, locks, papaya and arc-swap outside `sync.rs`. The facade
+// re-exports std's types, which the lint cannot tell from direct uses, so it is enforced in the
+// loom build (where the facade's types are loom's): `.ci/run` runs clippy there.
+#![cfg_attr(not(flagcache_loom), allow(clippy::disallowed_types))]
+#![cfg_attr(flagcache_loom, deny(clippy::disallowed_types))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod cache;
+mod error;
+mod evaluate;
+mod flag;
+mod local;
+mod sync;
+mod time;
+
+pub use cache::{CacheStats, CachedFlag, FlagCache};
+pub use error::{Error, ErrorKind, Result};
+pub use evaluate::*;
+pub use flag::*;
+pub use local::{CleanupTask, FillOutcome, FillTicket, LocalCache, LocalCacheBuilder, StaleFlag};
+pub use time::{Clock, MockClock};
+
+/// Internals for the fuzz targets and loom models; not part of the API.
+#[cfg(any(fuzzing, flagcache_loom))]
+#[doc(hidden)]
+pub mod __internals {
+    use crate::LocalCache;
+
+    /// One bounded sweep step, as the cleanup task runs it; returns the entries expired.
+    pub fn sweep_step(cache: &LocalCache) -> u64 {
+        cache.sweep_step().0
+    }
+
+    /// The published ring slots (each owned by at most one live entry).
+    pub fn live_slots(cache: &LocalCache) -> usize {
+        cache.live_slots()
+    }
+
+    /// The entries in the map, published or not.
+    pub fn map_len(cache: &LocalCache) -> usize {
+        cache.map_len()
+    }
+}
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,310 @@
+//! The concurrency facade: every atomic, lock, snapshot cell and concurrent map the crate uses
+//! comes from here, so the loom build (`--cfg flagcache_loom`) can swap in model-checkable
+//! stand-ins. `clippy.toml` forbids the std and third-party types everywhere else.
+//!
+//! Under loom, `papaya::HashMap` becomes a `RwLock<HashMap>` and `ArcSwap` a `Mutex<Arc<T>>`:
+//! loom cannot see inside either crate, and both stand-ins are linearizable, which is all the
+//! crate's own protocols assume of them. `Arc` itself stays `std`'s: it only carries immutable
+//! data here, never a protocol.
+
+#![allow(clippy::disallowed_types)]
+
+pub(crate) use std::sync::{Arc, Weak};
+
+#[cfg(not(flagcache_loom))]
+pub(crate) use std::sync::Mutex;
+#[cfg(not(flagcache_loom))]
+pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+
+#[cfg(flagcache_loom)]
+pub(crate) use loom::sync::Mutex;
+#[cfg(flagcache_loom)]
+pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+
+pub(crate) use crossbeam_utils::CachePadded;
+
+pub(crate) use map::{ConcurrentMap, MapOp, MapOutcome};
+pub(crate) use snapshot::SnapshotCell;
+
+/// A hint inside a retry loop; under loom it yields so the model can schedule another thread.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(not(flagcache_loom))]
+    std::hint::spin_loop();
+    #[cfg(flagcache_loom)]
+    loom::thread::yield_now();
+}
+
+/// A small per-thread number, stable for the thread's life, used to pick a stats stripe.
+#[inline]
+pub(crate) fn thread_index() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    #[cfg(not(flagcache_loom))]
+    std::thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    #[cfg(flagcache_loom)]
+    loom::thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    INDEX.with(|i| *i)
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: every value guarded
+/// here is valid at every point (a key slot), so poison carries no information for us.
+#[inline]
+pub(crate) fn lock<T>(m: &Mutex<T>) -> impl std::ops::DerefMut<Target = T> + '_ {
+    #[cfg(not(flagcache_loom))]
+    {
+        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    #[cfg(flagcache_loom)]
+    {
+        match m.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+mod map {
+    use crate::flag::FlagId;
+
+    /// What a `compute` closure decides for one key.
+    pub(crate) enum MapOp<V, T> {
+        Insert(V),
+        Abort(T),
+    }
+
+    /// What a `compute` did.
+    pub(crate) enum MapOutcome<T> {
+        Inserted,
+        Updated,
+        Aborted(T),
+    }
+
+    /// A concurrent `FlagId -> V` map. Reads hand out references only inside a closure, so no
+    /// guard escapes (and none can be held across an `.await`).
+    #[cfg(not(flagcache_loom))]
+    pub(crate) struct ConcurrentMap<V> {
+        inner: papaya::HashMap<FlagId, V, foldhash::fast::RandomState>,
+    }
+
+    #[cfg(not(flagcache_loom))]
+    impl<V: Send + Sync> ConcurrentMap<V> {
+        pub(crate) fn with_capacity(capacity: usize) -> Self {
+            Self {
+                inner: papaya::HashMap::builder()
+                    .hasher(foldhash::fast::RandomState::default())
+                    .capacity(capacity)
+                    .build(),
+            }
+        }
+
+        #[inline]
+        pub(crate) fn read<R>(&self, key: &str, f: impl FnOnce(&V) -> R) -> Option<R> {
+            let guard = self.inner.guard();
+            self.inner.get(key, &guard).map(f)
+        }
+
+        /// Atomically decides on the current value of `key`. `f` may run more than once (on a
+        /// lost race) and must be pure apart from reads.
+        pub(crate) fn compute<T>(
+            &self,
+            key: FlagId,
+            mut f: impl FnMut(Option<&V>) -> MapOp<V, T>,
+        ) -> MapOutcome<T> {
+            let guard = self.inner.guard();
+            let outcome = self.inner.compute(
+                key,
+                |entry| match f(entry.map(|(_, v)| v)) {
+                    MapOp::Insert(v) => papaya::Operation::Insert(v),
+                    MapOp::Abort(t) => papaya::Operation::Abort(t),
+                },
+                &guard,
+            );
+            match outcome {
+                papaya::Compute::Inserted(..) => MapOutcome::Inserted,
+                papaya::Compute::Updated { .. } => MapOutcome::Updated,
+                // The closure never asks for a removal.
+                papaya::Compute::Removed(..) => MapOutcome::Updated,
+                papaya::Compute::Aborted(t) => MapOutcome::Aborted(t),
+            }
+        }
+
+        /// Removes `key` if `pred` holds for its value; returns what `extract` took from the
+        /// removed value.
+        pub(crate) fn remove_if<R>(
+            &self,
+            key: &str,
+            mut pred: impl FnMut(&V) -> bool,
+            extract: impl FnOnce(&V) -> R,
+        ) -> Option<R> {
+            let guard = self.inner.guard();
+            match self.inner.remove_if(key, |_, v| pred(v), &guard) {
+                Ok(Some((_, v))) => Some(extract(v)),
+                Ok(None) | Err(_) => None,
+            }
+        }
+
+        pub(crate) fn len(&self) -> usize {
+            self.inner.len()
+        }
+
+        /// Visits every entry (weakly consistent under concurrent writes).
+        #[cfg(any(test, fuzzing, flagcache_loom))]
+        pub(crate) fn for_each(&self, mut f: impl FnMut(&FlagId, &V)) {
+            let guard = self.inner.guard();
+            for (k, v) in self.inner.iter(&guard) {
+                f(k, v);
+            }
+        }
+    }
+
+    #[cfg(flagcache_loom)]
+    pub(crate) struct ConcurrentMap<V> {
+        inner: loom::sync::RwLock<std::collections::HashMap<FlagId, V>>,
+    }
+
+    #[cfg(flagcache_loom)]
+    impl<V: Send + Sync> ConcurrentMap<V> {
+        pub(crate) fn with_capacity(_capacity: usize) -> Self {
+            Self {
+                inner: loom::sync::RwLock::new(std::collections::HashMap::new()),
+            }
+        }
+
+        fn read_lock(
+            &self,
+        ) -> loom::sync::RwLockReadGuard<'_, std::collections::HashMap<FlagId, V>> {
+            match self.inner.read() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            }
+        }
+
+        fn write_lock(
+            &self,
+        ) -> loom::sync::RwLockWriteGuard<'_, std::collections::HashMap<FlagId, V>> {
+            match self.inner.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            }
+        }
+
+        pub(crate) fn read<R>(&self, key: &str, f: impl FnOnce(&V) -> R) -> Option<R> {
+            self.read_lock().get(key).map(f)
+        }
+
+        pub(crate) fn compute<T>(
+            &self,
+            key: FlagId,
+            mut f: impl FnMut(Option<&V>) -> MapOp<V, T>,
+        ) -> MapOutcome<T> {
+            let mut map = self.write_lock();
+            let existed = map.contains_key(key.as_str());
+            match f(map.get(key.as_str())) {
+                MapOp::Insert(v) => {
+                    map.insert(key, v);
+                    if existed {
+                        MapOutcome::Updated
+                    } else {
+                        MapOutcome::Inserted
+                    }
+                }
+                MapOp::Abort(t) => MapOutcome::Aborted(t),
+            }
+        }
+
+        pub(crate) fn remove_if<R>(
+            &self,
+            key: &str,
+            mut pred: impl FnMut(&V) -> bool,
+            extract: impl FnOnce(&V) -> R,
+        ) -> Option<R> {
+            let mut map = self.write_lock();
+            if map.get(key).is_some_and(&mut pred) {
+                map.remove(key).map(|v| extract(&v))
+            } else {
+                None
+            }
+        }
+
+        pub(crate) fn len(&self) -> usize {
+            self.read_lock().len()
+        }
+
+        #[cfg(any(test, fuzzing, flagcache_loom))]
+        pub(crate) fn for_each(&self, mut f: impl FnMut(&FlagId, &V)) {
+            for (k, v) in self.read_lock().iter() {
+                f(k, v);
+            }
+        }
+    }
+}
+
+mod snapshot {
+    use std::ops::Deref;
+    use std::sync::Arc;
+
+    /// A pointer to an immutable snapshot, swapped whole.
+    #[cfg(not(flagcache_loom))]
+    pub(crate) struct SnapshotCell<T> {
+        inner: arc_swap::ArcSwap<T>,
+    }
+
+    /// A loaded snapshot; keep it for the length of one operation.
+    #[cfg(not(flagcache_loom))]
+    pub(crate) struct Loaded<T>(arc_swap::Guard<Arc<T>>);
+
+    #[cfg(not(flagcache_loom))]
+    impl<T> SnapshotCell<T> {
+        pub(crate) fn new(value: Arc<T>) -> Self {
+            Self {
+                inner: arc_swap::ArcSwap::new(value),
+            }
+        }
+
+        #[inline]
+        pub(crate) fn load(&self) -> Loaded<T> {
+            Loaded(self.inner.load())
+        }
+
+        pub(crate) fn store(&self, value: Arc<T>) {
+            self.inner.store(value);
+        }
+    }
+
+    #[cfg(flagcache_loom)]
+    pub(crate) struct SnapshotCell<T> {
+        inner: loom::sync::Mutex<Arc<T>>,
+    }
+
+    #[cfg(flagcache_loom)]
+    pub(crate) struct Loaded<T>(Arc<T>);
+
+    #[cfg(flagcache_loom)]
+    impl<T> SnapshotCell<T> {
+        pub(crate) fn new(value: Arc<T>) -> Self {
+            Self {
+                inner: loom::sync::Mutex::new(value),
+            }
+        }
+
+        pub(crate) fn load(&self) -> Loaded<T> {
+            Loaded(Arc::clone(&super::lock(&self.inner)))
+        }
+
+        pub(crate) fn store(&self, value: Arc<T>) {
+            *super::lock(&self.inner) = value;
+        }
+    }
+
+    impl<T> Deref for Loaded<T> {
+        type Target = T;
+        #[inline]
+        fn deref(&self) -> &T {
+            &self.0
+        }
+    }
+}

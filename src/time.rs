@@ -1,0 +1,222 @@
+//! Time for the cache: a coarse clock the read path can afford, and a mock clock for tests.
+//!
+//! Time is kept as [`Ticks`]: nanoseconds since the clock's own start. The read path compares an
+//! entry's expiry with [`Clock::now`], which is one atomic load while a background task keeps
+//! the coarse tick fresh (see `LocalCache::start_cleanup_task`). With no task running it falls
+//! back to `Instant::now()`, which on Linux is a vDSO read, not a system call.
+
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Nanoseconds since a clock's start. `Ticks::MAX` means "never".
+pub(crate) type Ticks = u64;
+
+/// The tick value that means "never expires".
+pub(crate) const NEVER: Ticks = Ticks::MAX;
+
+/// Converts a duration to ticks, saturating (a TTL of `Duration::MAX` never expires).
+pub(crate) fn duration_to_ticks(d: Duration) -> Ticks {
+    u64::try_from(d.as_nanos()).unwrap_or(NEVER)
+}
+
+/// The time source of a cache: the system's monotonic clock, or a [`MockClock`].
+#[derive(Clone, Debug)]
+pub struct Clock {
+    inner: ClockInner,
+}
+
+#[derive(Clone, Debug)]
+enum ClockInner {
+    System(Arc<CoarseClock>),
+    Mock(MockClock),
+}
+
+#[derive(Debug)]
+struct CoarseClock {
+    start: Instant,
+    /// The last time a driver stored; read by the hot path while `drivers > 0`.
+    coarse: AtomicU64,
+    /// How many background tasks keep `coarse` fresh.
+    drivers: AtomicUsize,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl Clock {
+    /// The system's monotonic clock, read coarsely while a background task drives it.
+    pub fn system() -> Self {
+        Self {
+            inner: ClockInner::System(Arc::new(CoarseClock {
+                start: Instant::now(),
+                coarse: AtomicU64::new(0),
+                drivers: AtomicUsize::new(0),
+            })),
+        }
+    }
+
+    /// A clock that only moves when the given [`MockClock`] is advanced.
+    pub fn mock(mock: &MockClock) -> Self {
+        Self {
+            inner: ClockInner::Mock(mock.clone()),
+        }
+    }
+
+    /// Now, in ticks.
+    #[inline]
+    pub(crate) fn now(&self) -> Ticks {
+        match &self.inner {
+            ClockInner::System(c) => {
+                if c.drivers.load(Ordering::Relaxed) > 0 {
+                    c.coarse.load(Ordering::Relaxed)
+                } else {
+                    elapsed_ticks(c.start)
+                }
+            }
+            ClockInner::Mock(m) => m.ticks.load(Ordering::Acquire),
+        }
+    }
+
+    /// Refreshes the coarse tick; called by the background task.
+    pub(crate) fn tick(&self) {
+        if let ClockInner::System(c) = &self.inner {
+            c.coarse
+                .fetch_max(elapsed_ticks(c.start), Ordering::Relaxed);
+        }
+    }
+
+    /// Registers a task that keeps the coarse tick fresh until the returned guard drops.
+    pub(crate) fn drive(&self) -> ClockDriver {
+        if let ClockInner::System(c) = &self.inner {
+            self.tick();
+            c.drivers.fetch_add(1, Ordering::Relaxed);
+        }
+        ClockDriver {
+            clock: self.clone(),
+        }
+    }
+
+    /// The `Instant` a tick value stands for; `None` for [`NEVER`].
+    pub(crate) fn instant_at(&self, ticks: Ticks) -> Option<Instant> {
+        if ticks == NEVER {
+            return None;
+        }
+        let start = match &self.inner {
+            ClockInner::System(c) => c.start,
+            ClockInner::Mock(m) => m.start,
+        };
+        start.checked_add(Duration::from_nanos(ticks))
+    }
+}
+
+fn elapsed_ticks(start: Instant) -> Ticks {
+    duration_to_ticks(start.elapsed())
+}
+
+/// Keeps a [`Clock`] in coarse mode while alive.
+#[derive(Debug)]
+pub(crate) struct ClockDriver {
+    clock: Clock,
+}
+
+impl Drop for ClockDriver {
+    fn drop(&mut self) {
+        if let ClockInner::System(c) = &self.clock.inner {
+            c.drivers.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A manually advanced clock for deterministic tests of TTL and refresh behaviour.
+///
+/// Clones share one time. Give it to a cache with `LocalCache::builder().clock(Clock::mock(&m))`
+/// and move time with [`MockClock::advance`] instead of sleeping.
+#[derive(Clone, Debug)]
+pub struct MockClock {
+    start: Instant,
+    ticks: Arc<AtomicU64>,
+}
+
+impl Default for MockClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MockClock {
+    /// A mock clock standing at its start.
+    pub fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            ticks: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Moves time forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let by = duration_to_ticks(by);
+        let _ = self
+            .ticks
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                Some(t.saturating_add(by))
+            });
+    }
+
+    /// How far this clock has been advanced since it was made.
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.ticks.load(Ordering::Acquire))
+    }
+
+    /// The `Instant` this clock stands at (its start plus [`elapsed`](Self::elapsed)).
+    pub fn now(&self) -> Instant {
+        self.start + self.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mock_clock_moves_only_when_advanced() {
+        let mock = MockClock::new();
+        let clock = Clock::mock(&mock);
+        assert_eq!(clock.now(), 0);
+        mock.advance(Duration::from_millis(5));
+        assert_eq!(clock.now(), 5_000_000);
+        assert_eq!(mock.elapsed(), Duration::from_millis(5));
+    }
+
+    #[test]
+    fn coarse_mode_reads_the_stored_tick_until_the_driver_drops() {
+        let clock = Clock::system();
+        let driver = clock.drive();
+        let frozen = clock.now();
+        std::thread::sleep(Duration::from_millis(3));
+        assert_eq!(
+            clock.now(),
+            frozen,
+            "coarse mode must not read the system clock"
+        );
+        clock.tick();
+        assert!(clock.now() >= frozen + 3_000_000);
+        drop(driver);
+        let direct = clock.now();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(
+            clock.now() > direct,
+            "without a driver the clock reads the system time"
+        );
+    }
+
+    #[test]
+    fn never_has_no_instant_and_huge_durations_saturate() {
+        let clock = Clock::system();
+        assert_eq!(clock.instant_at(NEVER), None);
+        assert_eq!(duration_to_ticks(Duration::MAX), NEVER);
+        assert!(clock.instant_at(1_000).is_some());
+    }
+}
