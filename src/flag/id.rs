@@ -1,0 +1,140 @@
+//! [`FlagId`]: the name of a flag and the cache key.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+// `Arc` only shares immutable bytes here; `crate::sync` re-exports this same std type.
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The longest flag id [`FlagId::parse`] accepts, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+
+/// The name of a flag: a cheap-to-clone shared string, used as the cache key.
+///
+/// [`FlagId::new`] accepts any string (a lookup for an id that cannot exist is simply a miss);
+/// [`FlagId::parse`] checks the id rules: 1..=[`MAX_ID_LEN`] bytes of ASCII letters, digits,
+/// `.`, `_` and `-`. Equality, ordering and hashing are those of the `str`, so a
+/// `HashMap<FlagId, _>` can be queried with a `&str`. Serialized as a plain JSON string;
+/// deserializing does not validate (a definition's id is checked by
+/// [`FlagDefinition::validate`], which [`FlagDefinition::from_json`] runs).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FlagId(Arc<str>);
+
+impl FlagId {
+    /// Wraps any string, without validation.
+    pub fn new(id: impl AsRef<str>) -> Self {
+        Self(Arc::from(id.as_ref()))
+    }
+
+    /// Wraps `id` if it is a valid flag id, or says which rule it breaks.
+    pub fn parse(id: impl AsRef<str>) -> Result<Self> {
+        check_id(id.as_ref()).map_err(Error::invalid_flag)?;
+        Ok(Self::new(id))
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Checks the flag id rules; the message names the problem.
+pub(super) fn check_id(id: &str) -> std::result::Result<(), String> {
+    if id.is_empty() {
+        return Err("flag id is empty".to_owned());
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(format!(
+            "flag id is {} bytes long; at most {MAX_ID_LEN} allowed",
+            id.len()
+        ));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    match id.char_indices().find(|&(_, c)| !allowed(c)) {
+        Some((at, c)) => Err(format!(
+            "flag id `{}` contains {c:?} at byte {at}; allowed: ASCII letters, digits, '.', '_', '-'",
+            id.escape_debug()
+        )),
+        None => Ok(()),
+    }
+}
+
+impl PartialEq for FlagId {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for FlagId {}
+
+impl PartialEq<str> for FlagId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for FlagId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialOrd for FlagId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for FlagId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl Hash for FlagId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Exactly `str`'s hash: required by `Borrow<str>`.
+        self.as_str().hash(state);
+    }
+}
+
+impl Borrow<str> for FlagId {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for FlagId {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for FlagId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for FlagId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl From<&str> for FlagId {
+    fn from(id: &str) -> Self {
+        Self::new(id)
+    }
+}
+
+impl From<String> for FlagId {
+    fn from(id: String) -> Self {
+        Self(Arc::from(id))
+    }
+}
