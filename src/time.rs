@@ -99,16 +99,27 @@ impl Clock {
         }
     }
 
-    /// The `Instant` a tick value stands for; `None` for [`NEVER`].
+    fn start(&self) -> Instant {
+        match &self.inner {
+            ClockInner::System(c) => c.start,
+            ClockInner::Mock(m) => m.start,
+        }
+    }
+
+    /// The `Instant` a tick value stands for; `None` for [`NEVER`] (or past what `Instant`
+    /// can represent).
+    #[inline]
     pub(crate) fn instant_at(&self, ticks: Ticks) -> Option<Instant> {
         if ticks == NEVER {
             return None;
         }
-        let start = match &self.inner {
-            ClockInner::System(c) => c.start,
-            ClockInner::Mock(m) => m.start,
-        };
-        start.checked_add(Duration::from_nanos(ticks))
+        self.start().checked_add(Duration::from_nanos(ticks))
+    }
+
+    /// [`instant_at`](Self::instant_at) for a tick known to be a past moment.
+    #[inline]
+    pub(crate) fn instant_at_or_start(&self, ticks: Ticks) -> Instant {
+        self.instant_at(ticks).unwrap_or_else(|| self.start())
     }
 }
 

@@ -210,14 +210,16 @@ impl LocalCache {
         }
     }
 
+    /// The owned answer for an entry: one `Arc` clone and one relaxed add; the times are
+    /// computed from ticks, so no clock is read here.
+    #[inline]
     fn cached_flag(&self, generation: &Generation, e: &Entry) -> CachedFlag {
-        let mut flag = CachedFlag::new(Arc::clone(&e.def));
-        if let Some(at) = self.clock.instant_at(e.cached_at) {
-            flag.cached_at = at;
+        CachedFlag {
+            definition: Arc::clone(&e.def),
+            cached_at: self.clock.instant_at_or_start(e.cached_at),
+            expires_at: self.clock.instant_at(e.expires_at),
+            hit_count: generation.ring.record_hit(e.slot),
         }
-        flag.expires_at = self.clock.instant_at(e.expires_at);
-        flag.hit_count = generation.ring.record_hit(e.slot);
-        flag
     }
 
     /// The cached definition of `id`, now: no await, no I/O, no lock, no allocation (one
