@@ -1,0 +1,313 @@
+//! flagcache's L1 against its peers and the floor, in one run (DESIGN §7, issue 3).
+//!
+//! The same lookups, from pre-generated key sequences, over: flagcache `LocalCache` (owned
+//! `get_now` and borrowed `get_with`), `quick_cache::sync::Cache`, `moka::sync::Cache` (with a
+//! TTL, as a flag cache needs), a raw `papaya::HashMap` with the same foldhash hasher read through
+//! a guard pinned per lookup (the floor), and `RwLock<HashMap>`. 10 000 flag keys; uniform,
+//! Zipf(1.0) and single-hot-key reads; 1 and 2 threads; and a 90/10 read/write Zipf mix.
+//!
+//! Run: `cargo bench --bench compare` (add a filter such as `-- zipf` to run a part).
+
+// The floor and the RwLock baseline are the very types the crate's facade rule bans.
+#![allow(clippy::disallowed_types)]
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use flagcache::{FlagDefinition, FlagId, LocalCache};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+const FLAGS: usize = 10_000;
+const SEQ_LEN: usize = 1 << 16;
+const TTL: Duration = Duration::from_secs(3_600);
+
+type Def = Arc<FlagDefinition>;
+type Hasher = foldhash::fast::RandomState;
+
+/// A small seeded PRNG (xorshift64*), so every contender reads the same keys.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Keys {
+    Uniform,
+    Zipf,
+    HotKey,
+}
+
+impl Keys {
+    fn name(self) -> &'static str {
+        match self {
+            Keys::Uniform => "uniform",
+            Keys::Zipf => "zipf1.0",
+            Keys::HotKey => "hot_key",
+        }
+    }
+
+    /// `SEQ_LEN` key indexes for thread `t`.
+    fn sequence(self, t: u64) -> Vec<usize> {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t + 1).wrapping_mul(0xff51_afd7_ed55_8ccd));
+        let zipf = zipf_cdf(FLAGS, 1.0);
+        (0..SEQ_LEN)
+            .map(|_| match self {
+                Keys::Uniform => (rng.next() % FLAGS as u64) as usize,
+                Keys::Zipf => zipf.partition_point(|&c| c < rng.unit()).min(FLAGS - 1),
+                Keys::HotKey => 42,
+            })
+            .collect()
+    }
+}
+
+/// The cumulative distribution of Zipf(s) over `n` ranks.
+fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
+    let weights: Vec<f64> = (1..=n).map(|k| 1.0 / (k as f64).powf(s)).collect();
+    let total: f64 = weights.iter().sum();
+    let mut acc = 0.0;
+    weights
+        .iter()
+        .map(|w| {
+            acc += w / total;
+            acc
+        })
+        .collect()
+}
+
+struct Fixture {
+    ids: Vec<FlagId>,
+    defs: Vec<Def>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let ids: Vec<FlagId> = (0..FLAGS)
+            .map(|i| FlagId::new(format!("team{}.flag-{i}", i % 37)))
+            .collect();
+        let defs = ids
+            .iter()
+            .map(|id| Arc::new(FlagDefinition::new_boolean(id.as_str(), "bench", false).unwrap()))
+            .collect();
+        Self { ids, defs }
+    }
+}
+
+/// One contender: a read and a write over the shared fixture.
+trait Contender: Sync {
+    const NAME: &'static str;
+    fn build(f: &Fixture) -> Self;
+    fn read(&self, id: &FlagId) -> u64;
+    fn write(&self, id: &FlagId, def: &Def);
+}
+
+struct FlagcacheOwned(LocalCache);
+struct FlagcacheBorrowed(LocalCache);
+struct QuickCache(quick_cache::sync::Cache<FlagId, Def>);
+struct Moka(moka::sync::Cache<FlagId, Def>);
+struct PapayaFloor(papaya::HashMap<FlagId, Def, Hasher>);
+struct RwLockMap(RwLock<HashMap<FlagId, Def, Hasher>>);
+
+fn local_cache(f: &Fixture) -> LocalCache {
+    let cache = LocalCache::builder()
+        .max_size(FLAGS * 2)
+        .default_ttl(TTL)
+        .build()
+        .unwrap();
+    for (id, def) in f.ids.iter().zip(&f.defs) {
+        cache.try_set_arc(id, Arc::clone(def), None).unwrap();
+    }
+    cache
+}
+
+impl Contender for FlagcacheOwned {
+    const NAME: &'static str = "flagcache_owned";
+    fn build(f: &Fixture) -> Self {
+        Self(local_cache(f))
+    }
+    #[inline]
+    fn read(&self, id: &FlagId) -> u64 {
+        self.0
+            .get_now(id.as_str())
+            .map_or(0, |c| c.definition.version)
+    }
+    fn write(&self, id: &FlagId, def: &Def) {
+        self.0.try_set_arc(id, Arc::clone(def), None).unwrap();
+    }
+}
+
+impl Contender for FlagcacheBorrowed {
+    const NAME: &'static str = "flagcache_borrowed";
+    fn build(f: &Fixture) -> Self {
+        Self(local_cache(f))
+    }
+    #[inline]
+    fn read(&self, id: &FlagId) -> u64 {
+        self.0.get_with(id.as_str(), |d| d.version).unwrap_or(0)
+    }
+    fn write(&self, id: &FlagId, def: &Def) {
+        self.0.try_set_arc(id, Arc::clone(def), None).unwrap();
+    }
+}
+
+impl Contender for QuickCache {
+    const NAME: &'static str = "quick_cache";
+    fn build(f: &Fixture) -> Self {
+        let c = quick_cache::sync::Cache::new(FLAGS * 2);
+        for (id, def) in f.ids.iter().zip(&f.defs) {
+            c.insert(id.clone(), Arc::clone(def));
+        }
+        Self(c)
+    }
+    #[inline]
+    fn read(&self, id: &FlagId) -> u64 {
+        self.0.get(id).map_or(0, |d| d.version)
+    }
+    fn write(&self, id: &FlagId, def: &Def) {
+        self.0.insert(id.clone(), Arc::clone(def));
+    }
+}
+
+impl Contender for Moka {
+    const NAME: &'static str = "moka";
+    fn build(f: &Fixture) -> Self {
+        let c = moka::sync::Cache::builder()
+            .max_capacity((FLAGS * 2) as u64)
+            .time_to_live(TTL)
+            .build();
+        for (id, def) in f.ids.iter().zip(&f.defs) {
+            c.insert(id.clone(), Arc::clone(def));
+        }
+        c.run_pending_tasks();
+        Self(c)
+    }
+    #[inline]
+    fn read(&self, id: &FlagId) -> u64 {
+        self.0.get(id).map_or(0, |d| d.version)
+    }
+    fn write(&self, id: &FlagId, def: &Def) {
+        self.0.insert(id.clone(), Arc::clone(def));
+    }
+}
+
+impl Contender for PapayaFloor {
+    const NAME: &'static str = "papaya_floor";
+    fn build(f: &Fixture) -> Self {
+        let m = papaya::HashMap::builder()
+            .hasher(Hasher::default())
+            .capacity(FLAGS * 2)
+            .build();
+        for (id, def) in f.ids.iter().zip(&f.defs) {
+            m.pin().insert(id.clone(), Arc::clone(def));
+        }
+        Self(m)
+    }
+    #[inline]
+    fn read(&self, id: &FlagId) -> u64 {
+        let guard = self.0.guard();
+        self.0.get(id.as_str(), &guard).map_or(0, |d| d.version)
+    }
+    fn write(&self, id: &FlagId, def: &Def) {
+        self.0.pin().insert(id.clone(), Arc::clone(def));
+    }
+}
+
+impl Contender for RwLockMap {
+    const NAME: &'static str = "rwlock_hashmap";
+    fn build(f: &Fixture) -> Self {
+        let mut m = HashMap::with_capacity_and_hasher(FLAGS * 2, Hasher::default());
+        for (id, def) in f.ids.iter().zip(&f.defs) {
+            m.insert(id.clone(), Arc::clone(def));
+        }
+        Self(RwLock::new(m))
+    }
+    #[inline]
+    fn read(&self, id: &FlagId) -> u64 {
+        self.0
+            .read()
+            .unwrap()
+            .get(id.as_str())
+            .map_or(0, |d| d.version)
+    }
+    fn write(&self, id: &FlagId, def: &Def) {
+        self.0.write().unwrap().insert(id.clone(), Arc::clone(def));
+    }
+}
+
+/// Runs `iters` operations on each of `threads` threads; returns the wall time.
+/// `write_every`: 0 for reads only, 10 for the 90/10 mix.
+fn run<C: Contender>(
+    c: &C,
+    f: &Fixture,
+    seqs: &[Vec<usize>],
+    iters: u64,
+    write_every: usize,
+) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for seq in seqs {
+            s.spawn(move || {
+                let mut sum = 0u64;
+                for i in 0..iters as usize {
+                    let k = seq[i % SEQ_LEN];
+                    if write_every != 0 && i % write_every == write_every - 1 {
+                        c.write(&f.ids[k], &f.defs[k]);
+                    } else {
+                        sum = sum.wrapping_add(c.read(&f.ids[k]));
+                    }
+                }
+                black_box(sum);
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn bench_one<C: Contender>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    f: &Fixture,
+    seqs: &[Vec<usize>],
+    write_every: usize,
+) {
+    let c = C::build(f);
+    g.bench_function(C::NAME, |b| {
+        b.iter_custom(|iters| run(&c, f, seqs, iters, write_every))
+    });
+}
+
+fn group(c: &mut Criterion, f: &Fixture, name: &str, keys: Keys, threads: u64, write_every: usize) {
+    let seqs: Vec<Vec<usize>> = (0..threads).map(|t| keys.sequence(t)).collect();
+    let mut g = c.benchmark_group(format!("{name}/{}/{threads}t", keys.name()));
+    g.throughput(Throughput::Elements(threads));
+    g.warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(2));
+    g.sample_size(20);
+    bench_one::<PapayaFloor>(&mut g, f, &seqs, write_every);
+    bench_one::<FlagcacheBorrowed>(&mut g, f, &seqs, write_every);
+    bench_one::<FlagcacheOwned>(&mut g, f, &seqs, write_every);
+    bench_one::<QuickCache>(&mut g, f, &seqs, write_every);
+    bench_one::<Moka>(&mut g, f, &seqs, write_every);
+    bench_one::<RwLockMap>(&mut g, f, &seqs, write_every);
+    g.finish();
+}
+
+fn compare(c: &mut Criterion) {
+    let f = Fixture::new();
+    for threads in [1, 2] {
+        for keys in [Keys::Uniform, Keys::Zipf, Keys::HotKey] {
+            group(c, &f, "read", keys, threads, 0);
+        }
+        group(c, &f, "mix90_10", Keys::Zipf, threads, 10);
+    }
+}
+
+criterion_group!(benches, compare);
+criterion_main!(benches);
