@@ -12,7 +12,7 @@
 #![allow(clippy::disallowed_types)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use flagcache::{FlagDefinition, FlagId, LocalCache};
+use flagcache::{CleanupTask, FlagDefinition, FlagId, LocalCache};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::{Arc, RwLock};
@@ -86,6 +86,8 @@ fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
 struct Fixture {
     ids: Vec<FlagId>,
     defs: Vec<Def>,
+    /// Runs each LocalCache's cleanup task, which keeps the coarse clock fresh, as in production.
+    runtime: tokio::runtime::Runtime,
 }
 
 impl Fixture {
@@ -97,7 +99,12 @@ impl Fixture {
             .iter()
             .map(|id| Arc::new(FlagDefinition::new_boolean(id.as_str(), "bench", false).unwrap()))
             .collect();
-        Self { ids, defs }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        Self { ids, defs, runtime }
     }
 }
 
@@ -109,14 +116,19 @@ trait Contender: Sync {
     fn write(&self, id: &FlagId, def: &Def);
 }
 
-struct FlagcacheOwned(LocalCache);
-struct FlagcacheBorrowed(LocalCache);
+/// A LocalCache with its cleanup task running.
+struct Running {
+    cache: Arc<LocalCache>,
+    _task: CleanupTask,
+}
+struct FlagcacheOwned(Running);
+struct FlagcacheBorrowed(Running);
 struct QuickCache(quick_cache::sync::Cache<FlagId, Def>);
 struct Moka(moka::sync::Cache<FlagId, Def>);
 struct PapayaFloor(papaya::HashMap<FlagId, Def, Hasher>);
 struct RwLockMap(RwLock<HashMap<FlagId, Def, Hasher>>);
 
-fn local_cache(f: &Fixture) -> LocalCache {
+fn local_cache(f: &Fixture) -> Running {
     let cache = LocalCache::builder()
         .max_size(FLAGS * 2)
         .default_ttl(TTL)
@@ -125,7 +137,10 @@ fn local_cache(f: &Fixture) -> LocalCache {
     for (id, def) in f.ids.iter().zip(&f.defs) {
         cache.try_set_arc(id, Arc::clone(def), None).unwrap();
     }
-    cache
+    let cache = Arc::new(cache);
+    let _entered = f.runtime.enter();
+    let task = cache.start_cleanup_task(Duration::from_secs(1)).unwrap();
+    Running { cache, _task: task }
 }
 
 impl Contender for FlagcacheOwned {
@@ -136,11 +151,12 @@ impl Contender for FlagcacheOwned {
     #[inline]
     fn read(&self, id: &FlagId) -> u64 {
         self.0
+            .cache
             .get_now(id.as_str())
             .map_or(0, |c| c.definition.version)
     }
     fn write(&self, id: &FlagId, def: &Def) {
-        self.0.try_set_arc(id, Arc::clone(def), None).unwrap();
+        self.0.cache.try_set_arc(id, Arc::clone(def), None).unwrap();
     }
 }
 
@@ -151,10 +167,13 @@ impl Contender for FlagcacheBorrowed {
     }
     #[inline]
     fn read(&self, id: &FlagId) -> u64 {
-        self.0.get_with(id.as_str(), |d| d.version).unwrap_or(0)
+        self.0
+            .cache
+            .get_with(id.as_str(), |d| d.version)
+            .unwrap_or(0)
     }
     fn write(&self, id: &FlagId, def: &Def) {
-        self.0.try_set_arc(id, Arc::clone(def), None).unwrap();
+        self.0.cache.try_set_arc(id, Arc::clone(def), None).unwrap();
     }
 }
 
