@@ -1,25 +1,69 @@
 //! One generation of L1: the map and its CLOCK ring, swapped whole by `replace_all` and `clear`.
 //!
-//! This file holds the write protocol of a generation (insert, replace, fill, remove); the
-//! read path and the public API are in `local/mod.rs`.
+//! This file holds the entry and the write protocol of a generation (insert, replace, fill,
+//! remove, sweep); the read path and the public API are in `local/mod.rs`.
 
 use super::fences::{FillTicket, WriteFences};
-use super::ring::{ClockRing, SlotId};
+use super::ring::{ClockRing, SlotId, Verdict};
 use super::stats::{Counter, Stats};
 use crate::flag::{FlagDefinition, FlagId};
-use crate::sync::{Arc, ConcurrentMap, MapOp, MapOutcome, Ordering, fence};
+use crate::sync::{
+    Arc, AtomicBool, AtomicU8, AtomicU64, ConcurrentMap, MapOp, MapOutcome, Ordering, fence,
+};
 use crate::time::Ticks;
 
-/// One cached definition. Immutable once in the map: a write replaces the whole value and keeps
-/// the slot, whose atomics (counter, hits) live in the ring.
+/// The CLOCK counter saturates here: a hot entry stops writing it.
+const MAX_REFS: u8 = 3;
+
+/// One cached definition. A write replaces the whole value (carrying its counters over) and
+/// keeps the slot. The fields a read needs come first, so one cache line serves a hit.
 pub(crate) struct Entry {
     pub(crate) def: Arc<FlagDefinition>,
-    pub(crate) cached_at: Ticks,
     /// Served as fresh before this.
     pub(crate) expires_at: Ticks,
-    /// Kept (for stale serving) until this; removed by reads and the sweeper after it.
-    pub(crate) evict_at: Ticks,
+    /// False only for a fill not yet validated against its write fence: readers skip it.
+    published: AtomicBool,
+    /// The GCLOCK counter: bumped by reads up to `MAX_REFS`, decremented by the hand.
+    refs: AtomicU8,
+    /// Owned reads served from this entry (and the entries it replaced).
+    hits: AtomicU64,
+    pub(crate) cached_at: Ticks,
     pub(crate) slot: SlotId,
+}
+
+impl Entry {
+    /// True when readers may see this entry.
+    #[inline]
+    pub(crate) fn is_published(&self) -> bool {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Counts a reference for CLOCK; no write once the counter is saturated.
+    #[inline]
+    pub(crate) fn touch(&self) {
+        let r = self.refs.load(Ordering::Relaxed);
+        if r < MAX_REFS {
+            // A lost update under a race is fine: the counter is a hint.
+            self.refs.store(r + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts an owned read; returns the entry's total.
+    #[inline]
+    pub(crate) fn record_hit(&self) -> u64 {
+        self.hits.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+    }
+
+    /// The hand's question: spare (and decrement) a referenced entry, evict the others.
+    fn age(&self) -> Verdict {
+        let r = self.refs.load(Ordering::Relaxed);
+        if r == 0 {
+            Verdict::Evict
+        } else {
+            self.refs.store(r - 1, Ordering::Relaxed);
+            Verdict::Spare
+        }
+    }
 }
 
 /// The times of a new entry.
@@ -27,16 +71,23 @@ pub(crate) struct Entry {
 pub(crate) struct EntryTimes {
     pub(crate) cached_at: Ticks,
     pub(crate) expires_at: Ticks,
-    pub(crate) evict_at: Ticks,
 }
 
 impl EntryTimes {
-    fn entry(self, def: Arc<FlagDefinition>, slot: SlotId) -> Entry {
+    fn entry(
+        self,
+        def: Arc<FlagDefinition>,
+        slot: SlotId,
+        published: bool,
+        carried: (u8, u64),
+    ) -> Entry {
         Entry {
             def,
-            cached_at: self.cached_at,
             expires_at: self.expires_at,
-            evict_at: self.evict_at,
+            published: AtomicBool::new(published),
+            refs: AtomicU8::new(carried.0),
+            hits: AtomicU64::new(carried.1),
+            cached_at: self.cached_at,
             slot,
         }
     }
@@ -84,16 +135,25 @@ pub(crate) struct Generation {
     pub(crate) id: u64,
     pub(crate) map: ConcurrentMap<Entry>,
     pub(crate) ring: ClockRing,
+    /// How long past `expires_at` an entry is kept for stale reads.
+    pub(crate) grace: Ticks,
 }
 
 impl Generation {
-    pub(crate) fn new(id: u64, capacity: usize) -> Self {
+    pub(crate) fn new(id: u64, capacity: usize, grace: Ticks) -> Self {
         Self {
             id,
             // Pre-size for typical flag sets; the map grows on its own beyond this.
             map: ConcurrentMap::with_capacity(capacity.min(1 << 16)),
             ring: ClockRing::new(capacity),
+            grace,
         }
+    }
+
+    /// When an entry expiring at `expires_at` leaves the map.
+    #[inline]
+    pub(crate) fn evict_at(&self, expires_at: Ticks) -> Ticks {
+        expires_at.saturating_add(self.grace)
     }
 
     /// Stores `def` under `key`, unless the map holds a higher version or (for a fill) a write
@@ -108,7 +168,7 @@ impl Generation {
     ) -> WriteResult {
         let version = def.version;
         for _ in 0..WRITE_ATTEMPTS {
-            // Replace in place: the entry keeps its slot, so its counter and hits survive.
+            // Replace in place: the entry keeps its slot, and its counters carry over.
             let mut kept = None;
             let replaced = self.map.compute(key.clone(), |current| match current {
                 None => MapOp::Abort(Present::Absent),
@@ -116,7 +176,11 @@ impl Generation {
                 Some(_) if !writer.may_install() => MapOp::Abort(Present::Overtaken),
                 Some(e) => {
                     kept = Some(e.slot);
-                    MapOp::Insert(times.entry(Arc::clone(&def), e.slot))
+                    let carried = (
+                        e.refs.load(Ordering::Relaxed),
+                        e.hits.load(Ordering::Relaxed),
+                    );
+                    MapOp::Insert(times.entry(Arc::clone(&def), e.slot, true, carried))
                 }
             });
             match replaced {
@@ -124,8 +188,8 @@ impl Generation {
                 MapOutcome::Aborted(Present::Stale(v)) => return WriteResult::Stale(v),
                 MapOutcome::Aborted(Present::Overtaken) => return WriteResult::Overtaken,
                 MapOutcome::Inserted | MapOutcome::Updated => {
-                    // If we replaced an entry still pending (a fill in flight), our value must
-                    // be visible when we return: publish its slot ourselves.
+                    // If we replaced an entry whose insert is still in flight, its slot is
+                    // ours to publish now.
                     if let Some(slot) = kept {
                         self.ring.publish(slot);
                     }
@@ -134,19 +198,35 @@ impl Generation {
             }
 
             // A new key: claim a slot first (evicting if need be), so the bound holds.
-            let Some((slot, evicted)) = self.ring.claim(key, |victim| {
-                self.map
-                    .remove_if(victim.key.as_str(), |e| e.slot == victim.slot, |_| ())
-                    .is_some()
-            }) else {
+            let Some((slot, evicted)) = self.ring.claim(
+                key,
+                |owner, slot| {
+                    self.map
+                        .read(owner.as_str(), |e| {
+                            if e.slot == slot {
+                                e.age()
+                            } else {
+                                Verdict::Evict
+                            }
+                        })
+                        .unwrap_or(Verdict::Evict)
+                },
+                |owner, slot| {
+                    self.map
+                        .remove_if(owner.as_str(), |e| e.slot == slot, |_| ())
+                        .is_some()
+                },
+            ) else {
                 stats.add(Counter::Evictions, 1);
                 return WriteResult::Dropped;
             };
             if evicted {
                 stats.add(Counter::Evictions, 1);
             }
+            // A fill's entry starts unpublished, until it is validated below.
+            let is_fill = matches!(writer, Writer::Fill(..));
             let inserted = self.map.compute(key.clone(), |current| match current {
-                None => MapOp::Insert(times.entry(Arc::clone(&def), slot)),
+                None => MapOp::Insert(times.entry(Arc::clone(&def), slot, !is_fill, (0, 0))),
                 Some(_) => MapOp::Abort(()),
             });
             if !matches!(inserted, MapOutcome::Inserted) {
@@ -155,38 +235,44 @@ impl Generation {
                 continue;
             }
             if let Writer::Fill(ticket, fences) = writer {
-                // The entry is in the map but unpublished (readers skip it). Pairs with the
-                // fence in `WriteFences::advance`: see `fences.rs`.
+                // Pairs with the fence in `WriteFences::advance`: see `fences.rs`.
                 fence(Ordering::SeqCst);
                 if !fences.unchanged_since(ticket) {
-                    let withdrawn = self
-                        .map
-                        .remove_if(
-                            key.as_str(),
-                            |e| e.slot == slot && Arc::ptr_eq(&e.def, &def),
-                            |_| (),
-                        )
-                        .is_some();
-                    if withdrawn {
-                        self.ring.release(slot);
-                        return WriteResult::Overtaken;
-                    }
-                    // Our entry is gone: replaced by a write (which owns and published the slot
-                    // now) or removed by an invalidate (then the slot is free or ours to free).
-                    let replaced = self
-                        .map
-                        .read(key.as_str(), |e| e.slot == slot)
-                        .unwrap_or(false);
-                    if !replaced {
-                        self.ring.release(slot);
-                    }
-                    return WriteResult::Overtaken;
+                    return self.withdraw(key, slot, &def);
                 }
+                self.map.read(key.as_str(), |e| {
+                    if e.slot == slot && Arc::ptr_eq(&e.def, &def) {
+                        e.published.store(true, Ordering::Release);
+                    }
+                });
             }
             self.ring.publish(slot);
             return WriteResult::Stored;
         }
         WriteResult::Dropped
+    }
+
+    /// Takes back the unpublished entry of an overtaken fill, and its slot.
+    fn withdraw(&self, key: &FlagId, slot: SlotId, def: &Arc<FlagDefinition>) -> WriteResult {
+        let withdrawn = self
+            .map
+            .remove_if(
+                key.as_str(),
+                |e| e.slot == slot && Arc::ptr_eq(&e.def, def),
+                |_| (),
+            )
+            .is_some();
+        // If the entry is gone but the key's entry still owns our slot, a write replaced it
+        // (and published the slot); otherwise the slot is ours to give back.
+        let replaced = !withdrawn
+            && self
+                .map
+                .read(key.as_str(), |e| e.slot == slot)
+                .unwrap_or(false);
+        if !replaced {
+            self.ring.release(slot);
+        }
+        WriteResult::Overtaken
     }
 
     /// Removes `key`; returns whether an entry was there.
@@ -200,12 +286,15 @@ impl Generation {
         }
     }
 
-    /// Removes `key` if its entry is still the one in `slot` and is past `evict_at` at `now`.
+    /// Removes `key` if its entry is still the one in `slot` and is past its stale grace at
+    /// `now`.
     pub(crate) fn remove_expired(&self, key: &str, slot: SlotId, now: Ticks) -> bool {
-        match self
-            .map
-            .remove_if(key, |e| e.slot == slot && e.evict_at <= now, |e| e.slot)
-        {
+        let removed = self.map.remove_if(
+            key,
+            |e| e.slot == slot && self.evict_at(e.expires_at) <= now,
+            |e| e.slot,
+        );
+        match removed {
             Some(slot) => {
                 self.ring.free(slot);
                 true
@@ -219,9 +308,11 @@ impl Generation {
     pub(crate) fn sweep(&self, start: usize, count: usize, now: Ticks) -> u64 {
         let mut expired = 0;
         self.ring.live_slots(start, count, |slot, key| {
-            match self.map.read(key.as_str(), |e| (e.slot, e.evict_at)) {
-                Some((owner, evict_at)) if owner == slot => {
-                    if evict_at <= now && self.remove_expired(key.as_str(), slot, now) {
+            match self.map.read(key.as_str(), |e| (e.slot, e.expires_at)) {
+                Some((owner, expires_at)) if owner == slot => {
+                    if self.evict_at(expires_at) <= now
+                        && self.remove_expired(key.as_str(), slot, now)
+                    {
                         expired += 1;
                     }
                 }

@@ -20,7 +20,7 @@ use crate::cache::{CacheStats, CachedFlag, FlagCache};
 use crate::error::{Error, ErrorKind, Result};
 use crate::flag::{FlagDefinition, FlagId};
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering, SnapshotCell};
-use crate::time::{Clock, NEVER, Ticks, duration_to_ticks};
+use crate::time::{Clock, Ticks, duration_to_ticks};
 use fences::WriteFences;
 use generation::{Entry, EntryTimes, Generation, WriteResult, Writer};
 use stats::{Counter, Stats};
@@ -124,7 +124,11 @@ impl LocalCache {
 
     fn from_parts(config: builder::Config) -> Self {
         Self {
-            current: SnapshotCell::new(Arc::new(Generation::new(0, config.max_size))),
+            current: SnapshotCell::new(Arc::new(Generation::new(
+                0,
+                config.max_size,
+                duration_to_ticks(config.stale_grace),
+            ))),
             next_generation: AtomicU64::new(1),
             fences: WriteFences::new(),
             stats: Stats::new(),
@@ -171,11 +175,12 @@ impl LocalCache {
         hit: impl FnOnce(&Entry) -> R,
     ) -> Lookup<R> {
         let found = generation.map.read(id, |e| {
-            if !generation.ring.visit(e.slot) {
+            if !e.is_published() {
                 Lookup::Miss
             } else if e.expires_at <= now {
                 Lookup::Expired(e.slot)
             } else {
+                e.touch();
                 Lookup::Hit(hit(e))
             }
         });
@@ -213,12 +218,12 @@ impl LocalCache {
     /// The owned answer for an entry: one `Arc` clone and one relaxed add; the times are
     /// computed from ticks, so no clock is read here.
     #[inline]
-    fn cached_flag(&self, generation: &Generation, e: &Entry) -> CachedFlag {
+    fn cached_flag(&self, e: &Entry) -> CachedFlag {
         CachedFlag {
             definition: Arc::clone(&e.def),
             cached_at: self.clock.instant_at_or_start(e.cached_at),
             expires_at: self.clock.instant_at(e.expires_at),
-            hit_count: generation.ring.record_hit(e.slot),
+            hit_count: e.record_hit(),
         }
     }
 
@@ -228,7 +233,7 @@ impl LocalCache {
     pub fn get_now(&self, id: &str) -> Option<CachedFlag> {
         let generation = self.current.load();
         let now = self.clock.now();
-        let found = self.lookup(&generation, id, now, |e| self.cached_flag(&generation, e));
+        let found = self.lookup(&generation, id, now, |e| self.cached_flag(e));
         self.settle(&generation, id, now, found)
     }
 
@@ -251,9 +256,7 @@ impl LocalCache {
         let mut out = HashMap::with_capacity(ids.len());
         let (mut hits, mut misses) = (0, 0);
         for id in ids {
-            match self.lookup(&generation, id.as_str(), now, |e| {
-                self.cached_flag(&generation, e)
-            }) {
+            match self.lookup(&generation, id.as_str(), now, |e| self.cached_flag(e)) {
                 Lookup::Hit(flag) => {
                     hits += 1;
                     out.insert(id.clone(), flag);
@@ -279,8 +282,11 @@ impl LocalCache {
         generation
             .map
             .read(id, |e| {
-                (e.expires_at <= now && now < e.evict_at).then(|| StaleFlag {
-                    flag: self.cached_flag(&generation, e),
+                let stale = e.is_published()
+                    && e.expires_at <= now
+                    && now < generation.evict_at(e.expires_at);
+                stale.then(|| StaleFlag {
+                    flag: self.cached_flag(e),
                     expired_for: Duration::from_nanos(now - e.expires_at),
                 })
             })
@@ -296,15 +302,9 @@ impl LocalCache {
         }
         let cached_at = self.clock.now();
         let expires_at = cached_at.saturating_add(duration_to_ticks(ttl));
-        let evict_at = if expires_at == NEVER {
-            NEVER
-        } else {
-            expires_at.saturating_add(duration_to_ticks(self.stale_grace))
-        };
         Ok(EntryTimes {
             cached_at,
             expires_at,
-            evict_at,
         })
     }
 
@@ -385,8 +385,12 @@ impl LocalCache {
 
     /// Drops everything: swaps in an empty generation.
     pub fn clear_now(&self) {
-        let old = self.swap_generation(Generation::new(0, self.capacity));
+        let old = self.swap_generation(self.empty_generation());
         self.stats.add(Counter::Invalidations, old as u64);
+    }
+
+    fn empty_generation(&self) -> Generation {
+        Generation::new(0, self.capacity, duration_to_ticks(self.stale_grace))
     }
 
     fn swap_generation(&self, mut next: Generation) -> usize {
@@ -424,7 +428,7 @@ impl LocalCache {
             ));
         }
         let times = self.times(None)?;
-        let next = Generation::new(0, self.capacity);
+        let next = self.empty_generation();
         for (id, def) in latest {
             // A fresh ring with room for every flag: no eviction, no contention.
             let _ = next.write(&id, Arc::new(def), times, Writer::Set, &self.stats);
