@@ -2,7 +2,8 @@
 //! comes from here, so the loom build (`--cfg flagcache_loom`) can swap in model-checkable
 //! stand-ins. `clippy.toml` forbids the std and third-party types everywhere else.
 //!
-//! Under loom, `papaya::HashMap` becomes a `RwLock<HashMap>` and `ArcSwap` a `Mutex<Arc<T>>`:
+//! Under loom, `papaya::HashMap` becomes a `RwLock<HashMap>` and the snapshot cell a
+//! `Mutex<Arc<T>>`:
 //! loom cannot see inside either crate, and both stand-ins are linearizable, which is all the
 //! crate's own protocols assume of them. `Arc` itself stays `std`'s: it only carries immutable
 //! data here, never a protocol.
@@ -37,19 +38,66 @@ pub(crate) fn spin_hint() {
     loom::thread::yield_now();
 }
 
-/// A small per-thread number, stable for the thread's life, used to pick a stats stripe.
+/// How many stats stripes threads can own exclusively at once.
+pub(crate) const OWNED_STRIPES: usize = 64;
+
+/// The stripe index this thread owns exclusively, so it may count with a plain load and store
+/// (no atomic read-modify-write): no other live thread writes that stripe. `None` once
+/// [`OWNED_STRIPES`] threads hold one, or while the thread is being torn down; the caller then
+/// counts on a shared stripe with `fetch_add`. A thread's index returns to a free list when it
+/// exits, and the list's lock orders the old owner's last count before the new owner's first.
 #[inline]
-pub(crate) fn thread_index() -> usize {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+pub(crate) fn owned_stripe() -> Option<usize> {
+    LEASE.try_with(|lease| lease.0).ok().flatten()
+}
+
+struct StripeLease(Option<usize>);
+
+impl StripeLease {
+    fn acquire() -> Self {
+        if let Some(i) = stripe_pool::with(|free, _| free.pop()) {
+            return Self(Some(i));
+        }
+        let i = stripe_pool::with(|_, next| next.fetch_add(1, Ordering::Relaxed));
+        Self((i < OWNED_STRIPES).then_some(i))
+    }
+}
+
+impl Drop for StripeLease {
+    fn drop(&mut self) {
+        if let Some(i) = self.0 {
+            stripe_pool::with(|free, _| free.push(i));
+        }
+    }
+}
+
+#[cfg(not(flagcache_loom))]
+std::thread_local! {
+    static LEASE: StripeLease = StripeLease::acquire();
+}
+#[cfg(flagcache_loom)]
+loom::thread_local! {
+    static LEASE: StripeLease = StripeLease::acquire();
+}
+
+/// The process-wide pool of stripe indexes: the free list and the next never-used index.
+mod stripe_pool {
+    use super::{AtomicUsize, Mutex, lock};
+
     #[cfg(not(flagcache_loom))]
-    std::thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
+    static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+    #[cfg(not(flagcache_loom))]
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+
     #[cfg(flagcache_loom)]
-    loom::thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    loom::lazy_static! {
+        static ref FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+        static ref NEXT: AtomicUsize = AtomicUsize::new(0);
     }
-    INDEX.with(|i| *i)
+
+    pub(super) fn with<R>(f: impl FnOnce(&mut Vec<usize>, &AtomicUsize) -> R) -> R {
+        f(&mut lock(&FREE), &NEXT)
+    }
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: every value guarded
@@ -246,34 +294,44 @@ mod map {
 }
 
 mod snapshot {
-    use std::ops::Deref;
     use std::sync::Arc;
 
     /// A pointer to an immutable snapshot, swapped whole.
+    ///
+    /// Backed by a one-key papaya map rather than `ArcSwap`: a read borrows the snapshot under
+    /// a papaya guard (a store and a compiler fence, thanks to seize's membarrier strategy),
+    /// where `ArcSwap::load` costs a fence and a compare-and-swap, about a third of a hit. A
+    /// replaced snapshot is retired through the map's own collector and dropped once no guard
+    /// can see it. The key is inserted at construction and never removed, so reads find it.
     #[cfg(not(flagcache_loom))]
     pub(crate) struct SnapshotCell<T> {
-        inner: arc_swap::ArcSwap<T>,
+        inner: papaya::HashMap<(), Arc<T>, foldhash::fast::RandomState>,
     }
 
-    /// A loaded snapshot; keep it for the length of one operation.
     #[cfg(not(flagcache_loom))]
-    pub(crate) struct Loaded<T>(arc_swap::Guard<Arc<T>>);
-
-    #[cfg(not(flagcache_loom))]
-    impl<T> SnapshotCell<T> {
+    impl<T: Send + Sync + 'static> SnapshotCell<T> {
         pub(crate) fn new(value: Arc<T>) -> Self {
-            Self {
-                inner: arc_swap::ArcSwap::new(value),
-            }
+            let inner = papaya::HashMap::builder()
+                .hasher(foldhash::fast::RandomState::default())
+                .capacity(1)
+                // Reclaim a replaced snapshot at once (when no guard sees it), not after a
+                // batch of 32 swaps: each one holds a whole generation.
+                .collector(seize::Collector::new().batch_size(1))
+                .build();
+            inner.pin().insert((), value);
+            Self { inner }
         }
 
+        /// Lends the current snapshot to `f`. `None` only if the cell were empty, which
+        /// construction rules out.
         #[inline]
-        pub(crate) fn load(&self) -> Loaded<T> {
-            Loaded(self.inner.load())
+        pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+            let guard = self.inner.guard();
+            self.inner.get(&(), &guard).map(|v| f(v))
         }
 
         pub(crate) fn store(&self, value: Arc<T>) {
-            self.inner.store(value);
+            self.inner.pin().insert((), value);
         }
     }
 
@@ -283,30 +341,20 @@ mod snapshot {
     }
 
     #[cfg(flagcache_loom)]
-    pub(crate) struct Loaded<T>(Arc<T>);
-
-    #[cfg(flagcache_loom)]
-    impl<T> SnapshotCell<T> {
+    impl<T: Send + Sync + 'static> SnapshotCell<T> {
         pub(crate) fn new(value: Arc<T>) -> Self {
             Self {
                 inner: loom::sync::Mutex::new(value),
             }
         }
 
-        pub(crate) fn load(&self) -> Loaded<T> {
-            Loaded(Arc::clone(&super::lock(&self.inner)))
+        pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+            let current = Arc::clone(&super::lock(&self.inner));
+            Some(f(&current))
         }
 
         pub(crate) fn store(&self, value: Arc<T>) {
             *super::lock(&self.inner) = value;
-        }
-    }
-
-    impl<T> Deref for Loaded<T> {
-        type Target = T;
-        #[inline]
-        fn deref(&self) -> &T {
-            &self.0
         }
     }
 }

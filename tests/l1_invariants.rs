@@ -456,6 +456,19 @@ async fn dropping_the_cache_frees_entries_and_stops_its_task() {
     );
 }
 
+#[test]
+fn a_replaced_snapshot_is_freed_without_waiting_for_the_cache_to_drop() {
+    let cache = cache(100);
+    let def = Arc::new(flag("x", 1));
+    cache.try_set_arc(&FlagId::new("x"), Arc::clone(&def), None).unwrap();
+    cache.replace_all(vec![flag("y", 1)]).unwrap();
+    assert!(cache.get_now("y").is_some());
+    assert_eq!(Arc::strong_count(&def), 1, "the old generation still holds its entries");
+    cache.try_set_arc(&FlagId::new("x"), Arc::clone(&def), None).unwrap();
+    cache.clear_now();
+    assert_eq!(Arc::strong_count(&def), 1, "clear kept the old generation alive");
+}
+
 // Configuration and input errors.
 
 #[test]

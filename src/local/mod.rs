@@ -153,7 +153,14 @@ impl LocalCache {
 
     /// Live entries now (approximate while writes are in flight).
     pub fn len(&self) -> usize {
-        self.current.load().map.len()
+        self.with_generation(|g| g.map.len())
+    }
+
+    /// Runs `f` on the current generation. The cell always holds one (see
+    /// `SnapshotCell::with`); the default result stands in for the impossible empty cell.
+    #[inline]
+    fn with_generation<R: Default>(&self, f: impl FnOnce(&Generation) -> R) -> R {
+        self.current.with(f).unwrap_or_default()
     }
 
     /// True when no entry is cached.
@@ -231,10 +238,11 @@ impl LocalCache {
     /// `Arc` clone). Expired entries are misses.
     #[inline]
     pub fn get_now(&self, id: &str) -> Option<CachedFlag> {
-        let generation = self.current.load();
         let now = self.clock.now();
-        let found = self.lookup(&generation, id, now, |e| self.cached_flag(e));
-        self.settle(&generation, id, now, found)
+        self.with_generation(|generation| {
+            let found = self.lookup(generation, id, now, |e| self.cached_flag(e));
+            self.settle(generation, id, now, found)
+        })
     }
 
     /// Lends the cached definition of `id` to `f` without cloning anything: the hottest read.
@@ -243,20 +251,24 @@ impl LocalCache {
     /// from it.
     #[inline]
     pub fn get_with<R>(&self, id: &str, f: impl FnOnce(&FlagDefinition) -> R) -> Option<R> {
-        let generation = self.current.load();
         let now = self.clock.now();
-        let found = self.lookup(&generation, id, now, |e| f(&e.def));
-        self.settle(&generation, id, now, found)
+        self.with_generation(|generation| {
+            let found = self.lookup(generation, id, now, |e| f(&e.def));
+            self.settle(generation, id, now, found)
+        })
     }
 
     /// The cached definitions of those `ids` that are cached, all from one snapshot.
     pub fn get_many_now(&self, ids: &[FlagId]) -> HashMap<FlagId, CachedFlag> {
-        let generation = self.current.load();
+        self.with_generation(|generation| self.get_many_in(generation, ids))
+    }
+
+    fn get_many_in(&self, generation: &Generation, ids: &[FlagId]) -> HashMap<FlagId, CachedFlag> {
         let now = self.clock.now();
         let mut out = HashMap::with_capacity(ids.len());
         let (mut hits, mut misses) = (0, 0);
         for id in ids {
-            match self.lookup(&generation, id.as_str(), now, |e| self.cached_flag(e)) {
+            match self.lookup(generation, id.as_str(), now, |e| self.cached_flag(e)) {
                 Lookup::Hit(flag) => {
                     hits += 1;
                     out.insert(id.clone(), flag);
@@ -277,20 +289,21 @@ impl LocalCache {
     /// A definition past its TTL but still within the stale grace (see the builder's
     /// `stale_grace`), for serving when every backend fails. Not counted as a hit or miss.
     pub fn get_stale(&self, id: &str) -> Option<StaleFlag> {
-        let generation = self.current.load();
         let now = self.clock.now();
-        generation
-            .map
-            .read(id, |e| {
-                let stale = e.is_published()
-                    && e.expires_at <= now
-                    && now < generation.evict_at(e.expires_at);
-                stale.then(|| StaleFlag {
-                    flag: self.cached_flag(e),
-                    expired_for: Duration::from_nanos(now - e.expires_at),
+        self.with_generation(|generation| {
+            generation
+                .map
+                .read(id, |e| {
+                    let stale = e.is_published()
+                        && e.expires_at <= now
+                        && now < generation.evict_at(e.expires_at);
+                    stale.then(|| StaleFlag {
+                        flag: self.cached_flag(e),
+                        expired_for: Duration::from_nanos(now - e.expires_at),
+                    })
                 })
-            })
-            .flatten()
+                .flatten()
+        })
     }
 
     fn times(&self, ttl: Option<Duration>) -> Result<EntryTimes> {
@@ -334,8 +347,10 @@ impl LocalCache {
         let times = self.times(ttl)?;
         // Announce the write before touching the map, so fills that started earlier are dropped.
         self.fences.advance(id.as_str());
-        let generation = self.current.load();
-        match generation.write(id, def, times, Writer::Set, &self.stats) {
+        let written = self
+            .current
+            .with(|g| g.write(id, def, times, Writer::Set, &self.stats));
+        match written.unwrap_or(WriteResult::Dropped) {
             WriteResult::Stored | WriteResult::Dropped => {
                 self.stats.add(Counter::Inserts, 1);
                 Ok(())
@@ -371,7 +386,7 @@ impl LocalCache {
     /// and no fill that started earlier can bring it back.
     pub fn invalidate_now(&self, id: &str) {
         self.fences.advance(id);
-        if self.current.load().remove(id) {
+        if self.with_generation(|g| g.remove(id)) {
             self.stats.add(Counter::Invalidations, 1);
         }
     }
@@ -395,7 +410,7 @@ impl LocalCache {
 
     fn swap_generation(&self, mut next: Generation) -> usize {
         next.id = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let old_len = self.current.load().map.len();
+        let old_len = self.len();
         self.current.store(Arc::new(next));
         old_len
     }
@@ -443,7 +458,8 @@ impl LocalCache {
     pub fn begin_fill(&self, id: &str) -> FillTicket {
         let stripe = self.fences.stripe_of(id);
         FillTicket {
-            generation: self.current.load().id,
+            // No generation has id `u64::MAX`: a ticket that can never install.
+            generation: self.current.with(|g| g.id).unwrap_or(u64::MAX),
             stripe,
             fence: self.fences.read(stripe),
         }
@@ -457,22 +473,19 @@ impl LocalCache {
         def: Arc<FlagDefinition>,
         ttl: Option<Duration>,
     ) -> FillOutcome {
-        let generation = self.current.load();
-        let times = match self.times(ttl) {
-            Ok(t) if generation.id == ticket.generation => t,
-            _ => {
-                self.stats.add(Counter::FillsRefused, 1);
-                return FillOutcome::Overtaken;
-            }
+        let Ok(times) = self.times(ttl) else {
+            self.stats.add(Counter::FillsRefused, 1);
+            return FillOutcome::Overtaken;
         };
         let id = def.id.clone();
-        match generation.write(
-            &id,
-            def,
-            times,
-            Writer::Fill(ticket, &self.fences),
-            &self.stats,
-        ) {
+        let written = self.current.with(|generation| {
+            if generation.id != ticket.generation {
+                return WriteResult::Overtaken;
+            }
+            let writer = Writer::Fill(ticket, &self.fences);
+            generation.write(&id, def, times, writer, &self.stats)
+        });
+        match written.unwrap_or(WriteResult::Overtaken) {
             WriteResult::Stored | WriteResult::Dropped => {
                 self.stats.add(Counter::Inserts, 1);
                 FillOutcome::Installed
@@ -496,28 +509,35 @@ impl LocalCache {
     /// Examines the next `SWEEP_STEP` slots of the ring for expired entries; returns the number
     /// removed and whether the step finished a pass over the ring.
     pub(crate) fn sweep_step(&self) -> (u64, bool) {
-        let generation = self.current.load();
-        let n = generation.ring.capacity();
-        let start = self.sweep_cursor.fetch_add(SWEEP_STEP, Ordering::Relaxed) % n;
-        let expired = generation.sweep(start, SWEEP_STEP, self.clock.now());
+        let now = self.clock.now();
+        let (expired, pass_done) = self.with_generation(|generation| {
+            let n = generation.ring.capacity();
+            let start = self.sweep_cursor.fetch_add(SWEEP_STEP, Ordering::Relaxed) % n;
+            (
+                generation.sweep(start, SWEEP_STEP, now),
+                start + SWEEP_STEP >= n,
+            )
+        });
         if expired > 0 {
             self.stats.add(Counter::Expirations, expired);
         }
-        (expired, start + SWEEP_STEP >= n)
+        (expired, pass_done)
     }
 
     /// Entries whose slot is published, counted the slow way (tests and model checks).
     #[cfg(any(test, fuzzing, flagcache_loom))]
     pub(crate) fn live_slots(&self) -> usize {
-        self.current.load().ring.live_count()
+        self.with_generation(|g| g.ring.live_count())
     }
 
     /// The ids in the map now, published or not (tests and model checks).
     #[cfg(any(test, fuzzing, flagcache_loom))]
     pub(crate) fn map_len(&self) -> usize {
-        let mut n = 0;
-        self.current.load().map.for_each(|_, _| n += 1);
-        n
+        self.with_generation(|g| {
+            let mut n = 0;
+            g.map.for_each(|_, _| n += 1);
+            n
+        })
     }
 }
 
