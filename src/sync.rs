@@ -1,11 +1,9 @@
-//! The concurrency facade: every atomic, lock, snapshot cell and concurrent map the crate uses
+//! The concurrency facade: every atomic, lock and concurrent map the crate uses
 //! comes from here, so the loom build (`--cfg flagcache_loom`) can swap in model-checkable
 //! stand-ins. `clippy.toml` forbids the std and third-party types everywhere else.
 //!
-//! Under loom, `papaya::HashMap` becomes a `RwLock<HashMap>` and the snapshot cell a
-//! `Mutex<Arc<T>>`:
-//! loom cannot see inside either crate, and both stand-ins are linearizable, which is all the
-//! crate's own protocols assume of them. `Arc` itself stays `std`'s: it only carries immutable
+//! Under loom, `papaya::HashMap` becomes a `RwLock<BTreeMap>`: loom cannot see inside papaya,
+//! and the stand-in is linearizable, which is all the crate's own protocols assume of it. `Arc` itself stays `std`'s: it only carries immutable
 //! data here, never a protocol.
 
 #![allow(clippy::disallowed_types)]
@@ -27,7 +25,6 @@ pub(crate) use loom::sync::atomic::{
 pub(crate) use crossbeam_utils::CachePadded;
 
 pub(crate) use map::{ConcurrentMap, MapOp, MapOutcome};
-pub(crate) use snapshot::SnapshotCell;
 
 /// A hint inside a retry loop; under loom it yields so the model can schedule another thread.
 #[inline]
@@ -65,6 +62,9 @@ impl StripeLease {
 
 impl Drop for StripeLease {
     fn drop(&mut self) {
+        // Under loom a model thread's locals are dropped after the model's statics are gone;
+        // models use fewer threads than stripes, so nothing needs returning there.
+        #[cfg(not(flagcache_loom))]
         if let Some(i) = self.0 {
             stripe_pool::with(|free, _| free.push(i));
         }
@@ -202,7 +202,6 @@ mod map {
         }
 
         /// Visits every entry (weakly consistent under concurrent writes).
-        #[cfg(any(test, fuzzing, flagcache_loom))]
         pub(crate) fn for_each(&self, mut f: impl FnMut(&FlagId, &V)) {
             let guard = self.inner.guard();
             for (k, v) in self.inner.iter(&guard) {
@@ -211,22 +210,24 @@ mod map {
         }
     }
 
+    /// A `BTreeMap` rather than a `HashMap`: loom needs every execution of a model to be
+    /// deterministic, iteration order included.
     #[cfg(flagcache_loom)]
     pub(crate) struct ConcurrentMap<V> {
-        inner: loom::sync::RwLock<std::collections::HashMap<FlagId, V>>,
+        inner: loom::sync::RwLock<std::collections::BTreeMap<FlagId, V>>,
     }
 
     #[cfg(flagcache_loom)]
     impl<V: Send + Sync> ConcurrentMap<V> {
         pub(crate) fn with_capacity(_capacity: usize) -> Self {
             Self {
-                inner: loom::sync::RwLock::new(std::collections::HashMap::new()),
+                inner: loom::sync::RwLock::new(std::collections::BTreeMap::new()),
             }
         }
 
         fn read_lock(
             &self,
-        ) -> loom::sync::RwLockReadGuard<'_, std::collections::HashMap<FlagId, V>> {
+        ) -> loom::sync::RwLockReadGuard<'_, std::collections::BTreeMap<FlagId, V>> {
             match self.inner.read() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
@@ -235,7 +236,7 @@ mod map {
 
         fn write_lock(
             &self,
-        ) -> loom::sync::RwLockWriteGuard<'_, std::collections::HashMap<FlagId, V>> {
+        ) -> loom::sync::RwLockWriteGuard<'_, std::collections::BTreeMap<FlagId, V>> {
             match self.inner.write() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
@@ -284,77 +285,10 @@ mod map {
             self.read_lock().len()
         }
 
-        #[cfg(any(test, fuzzing, flagcache_loom))]
         pub(crate) fn for_each(&self, mut f: impl FnMut(&FlagId, &V)) {
             for (k, v) in self.read_lock().iter() {
                 f(k, v);
             }
-        }
-    }
-}
-
-mod snapshot {
-    use std::sync::Arc;
-
-    /// A pointer to an immutable snapshot, swapped whole.
-    ///
-    /// Backed by a one-key papaya map rather than `ArcSwap`: a read borrows the snapshot under
-    /// a papaya guard (a store and a compiler fence, thanks to seize's membarrier strategy),
-    /// where `ArcSwap::load` costs a fence and a compare-and-swap, about a third of a hit. A
-    /// replaced snapshot is retired through the map's own collector and dropped once no guard
-    /// can see it. The key is inserted at construction and never removed, so reads find it.
-    #[cfg(not(flagcache_loom))]
-    pub(crate) struct SnapshotCell<T> {
-        inner: papaya::HashMap<(), Arc<T>, foldhash::fast::RandomState>,
-    }
-
-    #[cfg(not(flagcache_loom))]
-    impl<T: Send + Sync + 'static> SnapshotCell<T> {
-        pub(crate) fn new(value: Arc<T>) -> Self {
-            let inner = papaya::HashMap::builder()
-                .hasher(foldhash::fast::RandomState::default())
-                .capacity(1)
-                // Reclaim a replaced snapshot at once (when no guard sees it), not after a
-                // batch of 32 swaps: each one holds a whole generation.
-                .collector(seize::Collector::new().batch_size(1))
-                .build();
-            inner.pin().insert((), value);
-            Self { inner }
-        }
-
-        /// Lends the current snapshot to `f`. `None` only if the cell were empty, which
-        /// construction rules out.
-        #[inline]
-        pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
-            let guard = self.inner.guard();
-            self.inner.get(&(), &guard).map(|v| f(v))
-        }
-
-        pub(crate) fn store(&self, value: Arc<T>) {
-            self.inner.pin().insert((), value);
-        }
-    }
-
-    #[cfg(flagcache_loom)]
-    pub(crate) struct SnapshotCell<T> {
-        inner: loom::sync::Mutex<Arc<T>>,
-    }
-
-    #[cfg(flagcache_loom)]
-    impl<T: Send + Sync + 'static> SnapshotCell<T> {
-        pub(crate) fn new(value: Arc<T>) -> Self {
-            Self {
-                inner: loom::sync::Mutex::new(value),
-            }
-        }
-
-        pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
-            let current = Arc::clone(&super::lock(&self.inner));
-            Some(f(&current))
-        }
-
-        pub(crate) fn store(&self, value: Arc<T>) {
-            *super::lock(&self.inner) = value;
         }
     }
 }

@@ -37,3 +37,27 @@ fn writes_racing_a_swap_keep_the_new_snapshot_whole() {
         assert_bound(&c);
     });
 }
+
+/// A read racing a clear and a replace answers from one of the three snapshots, and a read that
+/// starts after the last swap returned sees the last set.
+#[test]
+fn reads_racing_two_swaps_answer_from_one_snapshot() {
+    model(|| {
+        let c = Arc::new(cache(2));
+        c.replace_all(vec![flag("a", 1), flag("b", 1)]).unwrap();
+        let c2 = Arc::clone(&c);
+        let swapper = thread::spawn(move || {
+            c2.clear_now();
+            c2.replace_all(vec![flag("a", 3), flag("b", 3)]).unwrap();
+            assert_eq!(c2.get_now("a").map(|f| f.definition.version), Some(3));
+        });
+        let got = c.get_many_now(&[FlagId::new("a"), FlagId::new("b")]);
+        let versions: Vec<u64> = got.values().map(|f| f.definition.version).collect();
+        assert!(
+            versions.is_empty() || (versions.len() == 2 && versions[0] == versions[1]),
+            "mixed or partial snapshot: {versions:?}"
+        );
+        swapper.join().unwrap();
+        assert_bound(&c);
+    });
+}

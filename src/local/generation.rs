@@ -1,7 +1,8 @@
-//! One generation of L1: the map and its CLOCK ring, swapped whole by `replace_all` and `clear`.
+//! One generation buffer of L1: the map and its CLOCK ring (see `snapshots` for how two of
+//! them make `replace_all` atomic).
 //!
-//! This file holds the entry and the write protocol of a generation (insert, replace, fill,
-//! remove, sweep); the read path and the public API are in `local/mod.rs`.
+//! This file holds the entry and the write protocol of a buffer (insert, replace, fill,
+//! remove, sweep, drain); the read path is in `read.rs`, the public writes in `write.rs`.
 
 use super::fences::{FillTicket, WriteFences};
 use super::ring::{ClockRing, SlotId, Verdict};
@@ -21,6 +22,8 @@ pub(crate) struct Entry {
     pub(crate) def: Arc<FlagDefinition>,
     /// Served as fresh before this.
     pub(crate) expires_at: Ticks,
+    /// The generation the entry was written for (`Active::tag`); readers skip other tags.
+    pub(crate) tag: u32,
     /// False only for a fill not yet validated against its write fence: readers skip it.
     published: AtomicBool,
     /// The GCLOCK counter: bumped by reads up to `MAX_REFS`, decremented by the hand.
@@ -66,14 +69,15 @@ impl Entry {
     }
 }
 
-/// The times of a new entry.
+/// What a new entry is stamped with: its times and its generation's tag.
 #[derive(Clone, Copy)]
-pub(crate) struct EntryTimes {
+pub(crate) struct Stamp {
     pub(crate) cached_at: Ticks,
     pub(crate) expires_at: Ticks,
+    pub(crate) tag: u32,
 }
 
-impl EntryTimes {
+impl Stamp {
     fn entry(
         self,
         def: Arc<FlagDefinition>,
@@ -84,6 +88,7 @@ impl EntryTimes {
         Entry {
             def,
             expires_at: self.expires_at,
+            tag: self.tag,
             published: AtomicBool::new(published),
             refs: AtomicU8::new(carried.0),
             hits: AtomicU64::new(carried.1),
@@ -132,7 +137,6 @@ enum Present {
 const WRITE_ATTEMPTS: usize = 8;
 
 pub(crate) struct Generation {
-    pub(crate) id: u64,
     pub(crate) map: ConcurrentMap<Entry>,
     pub(crate) ring: ClockRing,
     /// How long past `expires_at` an entry is kept for stale reads.
@@ -140,9 +144,8 @@ pub(crate) struct Generation {
 }
 
 impl Generation {
-    pub(crate) fn new(id: u64, capacity: usize, grace: Ticks) -> Self {
+    pub(crate) fn new(capacity: usize, grace: Ticks) -> Self {
         Self {
-            id,
             // Pre-size for typical flag sets; the map grows on its own beyond this.
             map: ConcurrentMap::with_capacity(capacity.min(1 << 16)),
             ring: ClockRing::new(capacity),
@@ -162,7 +165,7 @@ impl Generation {
         &self,
         key: &FlagId,
         def: Arc<FlagDefinition>,
-        times: EntryTimes,
+        stamp: Stamp,
         writer: Writer<'_>,
         stats: &Stats,
     ) -> WriteResult {
@@ -172,7 +175,10 @@ impl Generation {
             let mut kept = None;
             let replaced = self.map.compute(key.clone(), |current| match current {
                 None => MapOp::Abort(Present::Absent),
-                Some(e) if e.def.version > version => MapOp::Abort(Present::Stale(e.def.version)),
+                // An entry of another generation (a delayed writer's) is garbage: overwrite it.
+                Some(e) if e.tag == stamp.tag && e.def.version > version => {
+                    MapOp::Abort(Present::Stale(e.def.version))
+                }
                 Some(_) if !writer.may_install() => MapOp::Abort(Present::Overtaken),
                 Some(e) => {
                     kept = Some(e.slot);
@@ -180,7 +186,7 @@ impl Generation {
                         e.refs.load(Ordering::Relaxed),
                         e.hits.load(Ordering::Relaxed),
                     );
-                    MapOp::Insert(times.entry(Arc::clone(&def), e.slot, true, carried))
+                    MapOp::Insert(stamp.entry(Arc::clone(&def), e.slot, true, carried))
                 }
             });
             match replaced {
@@ -226,7 +232,7 @@ impl Generation {
             // A fill's entry starts unpublished, until it is validated below.
             let is_fill = matches!(writer, Writer::Fill(..));
             let inserted = self.map.compute(key.clone(), |current| match current {
-                None => MapOp::Insert(times.entry(Arc::clone(&def), slot, !is_fill, (0, 0))),
+                None => MapOp::Insert(stamp.entry(Arc::clone(&def), slot, !is_fill, (0, 0))),
                 Some(_) => MapOp::Abort(()),
             });
             if !matches!(inserted, MapOutcome::Inserted) {
@@ -303,13 +309,20 @@ impl Generation {
         }
     }
 
-    /// Checks `count` ring slots from `start`: removes expired entries and frees slots whose
-    /// entry left the map without them (see `ClockRing::free`). Returns the expirations.
-    pub(crate) fn sweep(&self, start: usize, count: usize, now: Ticks) -> u64 {
+    /// Checks `count` ring slots from `start`: removes expired entries and entries of another
+    /// generation than `tag`, and frees slots whose entry left the map without them (see
+    /// `ClockRing::free`). Returns the expirations.
+    pub(crate) fn sweep(&self, start: usize, count: usize, now: Ticks, tag: u32) -> u64 {
         let mut expired = 0;
         self.ring.live_slots(start, count, |slot, key| {
-            match self.map.read(key.as_str(), |e| (e.slot, e.expires_at)) {
-                Some((owner, expires_at)) if owner == slot => {
+            match self
+                .map
+                .read(key.as_str(), |e| (e.slot, e.expires_at, e.tag))
+            {
+                Some((owner, _, entry_tag)) if owner == slot && entry_tag != tag => {
+                    self.remove_slot(key.as_str(), slot);
+                }
+                Some((owner, expires_at, _)) if owner == slot => {
                     if self.evict_at(expires_at) <= now
                         && self.remove_expired(key.as_str(), slot, now)
                     {
@@ -321,5 +334,26 @@ impl Generation {
             }
         });
         expired
+    }
+
+    /// Removes `key` if its entry still owns `slot`, and frees the slot.
+    fn remove_slot(&self, key: &str, slot: SlotId) {
+        if self
+            .map
+            .remove_if(key, |e| e.slot == slot, |_| ())
+            .is_some()
+        {
+            self.ring.free(slot);
+        }
+    }
+
+    /// Removes every entry (the buffer is being retired, or reused by a swap).
+    pub(crate) fn drain(&self) {
+        let mut owned = Vec::with_capacity(self.map.len());
+        self.map
+            .for_each(|key, e| owned.push((key.clone(), e.slot)));
+        for (key, slot) in owned {
+            self.remove_slot(key.as_str(), slot);
+        }
     }
 }

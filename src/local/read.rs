@@ -1,0 +1,175 @@
+//! The read path of [`LocalCache`]: owned, borrowed, batch and stale reads.
+//!
+//! A read loads the active snapshot word, looks the id up in that buffer, and validates the
+//! word before it trusts the answer (see `snapshots`); a read that overlapped a swap is retried.
+//! The user's closure in [`LocalCache::get_with`] runs once, after validation.
+
+use super::generation::{Entry, Generation};
+use super::ring::SlotId;
+use super::snapshots::Active;
+use super::stats::Counter;
+use super::{LocalCache, StaleFlag};
+use crate::cache::CachedFlag;
+use crate::flag::{FlagDefinition, FlagId};
+use crate::sync::Arc;
+use crate::time::Ticks;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How often a read retries when swaps keep overlapping it (two would already be rare).
+const READ_ATTEMPTS: usize = 8;
+
+enum Lookup<R> {
+    Hit(R),
+    Miss,
+    Expired(SlotId),
+    /// A swap overlapped the lookup: try again on the new snapshot.
+    Retry,
+}
+
+impl LocalCache {
+    /// Looks `id` up in `buffer`, the buffer of snapshot `a`. `hit` runs at most once, only for
+    /// a fresh entry of that snapshot and only after the snapshot was validated.
+    #[inline]
+    fn lookup<R>(
+        &self,
+        buffer: &Generation,
+        a: Active,
+        id: &str,
+        now: Ticks,
+        mut hit: impl FnMut(&Entry) -> R,
+    ) -> Lookup<R> {
+        let found = buffer.map.read(id, |e| {
+            if e.tag != a.tag() || !e.is_published() {
+                Lookup::Miss
+            } else if e.expires_at <= now {
+                Lookup::Expired(e.slot)
+            } else if !self.snapshots.still(a) {
+                Lookup::Retry
+            } else {
+                e.touch();
+                Lookup::Hit(hit(e))
+            }
+        });
+        match found {
+            Some(Lookup::Hit(r)) => Lookup::Hit(r),
+            // A miss may come from a buffer a swap is emptying: validate it too.
+            _ if !self.snapshots.still(a) => Lookup::Retry,
+            Some(other) => other,
+            None => Lookup::Miss,
+        }
+    }
+
+    /// Runs one lookup against the current snapshot, retrying across swaps; counts the outcome
+    /// and removes an entry found past its grace.
+    #[inline]
+    fn read_one<R>(&self, id: &str, mut hit: impl FnMut(&Entry) -> R) -> Option<R> {
+        let now = self.clock.now();
+        for _ in 0..READ_ATTEMPTS {
+            let a = self.snapshots.active();
+            let Some(buffer) = self.snapshots.buffer(a) else {
+                break;
+            };
+            match self.lookup(buffer, a, id, now, &mut hit) {
+                Lookup::Hit(r) => {
+                    self.stats.hit();
+                    return Some(r);
+                }
+                Lookup::Miss => break,
+                Lookup::Expired(slot) => {
+                    if buffer.remove_expired(id, slot, now) {
+                        self.stats.add(Counter::Expirations, 1);
+                    }
+                    break;
+                }
+                Lookup::Retry => {}
+            }
+        }
+        self.stats.miss();
+        None
+    }
+
+    /// The owned answer for an entry: one `Arc` clone and one relaxed add; the times are
+    /// computed from ticks, so no clock is read here.
+    #[inline]
+    fn cached_flag(&self, e: &Entry) -> CachedFlag {
+        CachedFlag {
+            definition: Arc::clone(&e.def),
+            cached_at: self.clock.instant_at_or_start(e.cached_at),
+            expires_at: self.clock.instant_at(e.expires_at),
+            hit_count: e.record_hit(),
+        }
+    }
+
+    /// The cached definition of `id`, now: no await, no I/O, no lock, no allocation (one
+    /// `Arc` clone). Expired entries are misses.
+    #[inline]
+    pub fn get_now(&self, id: &str) -> Option<CachedFlag> {
+        self.read_one(id, |e| self.cached_flag(e))
+    }
+
+    /// Lends the cached definition of `id` to `f` without cloning anything: the hottest read.
+    ///
+    /// `f` runs inside the map's read guard; keep it short and do not call back into the cache
+    /// from it.
+    #[inline]
+    pub fn get_with<R>(&self, id: &str, f: impl FnOnce(&FlagDefinition) -> R) -> Option<R> {
+        let mut f = Some(f);
+        // `lookup` calls its closure at most once in all, so `f` is always there.
+        self.read_one(id, |e| f.take().map(|f| f(&e.def))).flatten()
+    }
+
+    /// The cached definitions of those `ids` that are cached, all from one snapshot.
+    pub fn get_many_now(&self, ids: &[FlagId]) -> HashMap<FlagId, CachedFlag> {
+        let now = self.clock.now();
+        let mut out = HashMap::with_capacity(ids.len());
+        let mut hits = 0u64;
+        'attempt: for _ in 0..READ_ATTEMPTS {
+            out.clear();
+            hits = 0;
+            let a = self.snapshots.active();
+            let Some(buffer) = self.snapshots.buffer(a) else {
+                break;
+            };
+            for id in ids {
+                match self.lookup(buffer, a, id.as_str(), now, |e| self.cached_flag(e)) {
+                    Lookup::Hit(flag) => {
+                        hits += 1;
+                        out.insert(id.clone(), flag);
+                    }
+                    Lookup::Miss => {}
+                    Lookup::Expired(slot) => {
+                        if buffer.remove_expired(id.as_str(), slot, now) {
+                            self.stats.add(Counter::Expirations, 1);
+                        }
+                    }
+                    Lookup::Retry => continue 'attempt,
+                }
+            }
+            break;
+        }
+        self.stats
+            .hits_and_misses(hits, (ids.len() as u64).saturating_sub(hits));
+        out
+    }
+
+    /// A definition past its TTL but still within the stale grace (see the builder's
+    /// `stale_grace`), for serving when every backend fails. Not counted as a hit or miss.
+    pub fn get_stale(&self, id: &str) -> Option<StaleFlag> {
+        let now = self.clock.now();
+        let a = self.snapshots.active();
+        let buffer = self.snapshots.buffer(a)?;
+        let found = buffer.map.read(id, |e| {
+            let stale = e.tag == a.tag()
+                && e.is_published()
+                && e.expires_at <= now
+                && now < buffer.evict_at(e.expires_at);
+            stale.then(|| StaleFlag {
+                flag: self.cached_flag(e),
+                expired_for: Duration::from_nanos(now - e.expires_at),
+            })
+        });
+        // A stale answer is a last resort; one that raced a swap is simply not given.
+        found.flatten().filter(|_| self.snapshots.still(a))
+    }
+}

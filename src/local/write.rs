@@ -1,0 +1,248 @@
+//! The writes of [`LocalCache`]: `set`, `invalidate`, `clear`, `replace_all`, read-through
+//! fills, and the sweep step of the cleanup task.
+//!
+//! A write goes to the active buffer and validates the snapshot word afterwards, like a read:
+//! one that overlapped a swap is repeated on the new buffer (its copy in the retired buffer is
+//! never served, see `snapshots`). Fills are not repeated: a swap during a fill overtakes it.
+
+use super::fences::FillTicket;
+use super::generation::{Generation, Stamp, WriteResult, Writer};
+use super::snapshots::Active;
+use super::stats::Counter;
+use super::{FillOutcome, LocalCache};
+use crate::error::{Error, ErrorKind, Result};
+use crate::flag::{FlagDefinition, FlagId};
+use crate::sync::{Arc, Ordering};
+use crate::time::duration_to_ticks;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How many ring slots one sweep step examines.
+const SWEEP_STEP: usize = 1024;
+
+/// How often a write is repeated when swaps keep overlapping it.
+const WRITE_ATTEMPTS: usize = 8;
+
+impl LocalCache {
+    /// The stamp of an entry written now for `ttl` (the default when `None`) in snapshot `a`.
+    fn stamp(&self, ttl: Option<Duration>, a: Active) -> Result<Stamp> {
+        let ttl = ttl.unwrap_or(self.default_ttl);
+        if ttl.is_zero() {
+            return Err(Error::invalid_config(
+                "a TTL of zero would expire the entry at once",
+            ));
+        }
+        let cached_at = self.clock.now();
+        Ok(Stamp {
+            cached_at,
+            expires_at: cached_at.saturating_add(duration_to_ticks(ttl)),
+            tag: a.tag(),
+        })
+    }
+
+    /// Runs `write` on the active buffer until it completes without a swap in between.
+    fn on_active<R>(&self, mut write: impl FnMut(&Generation, Active) -> R) -> Option<R> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let a = self.snapshots.active();
+            let buffer = self.snapshots.buffer(a)?;
+            let r = write(buffer, a);
+            if self.snapshots.still(a) {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// Stores `def` under `id` for `ttl` (the default TTL when `None`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::StaleVersion`] when the cache holds a higher version of the flag (the
+    /// write is refused and counted); [`ErrorKind::InvalidFlag`] when `id` is not `def.id`;
+    /// [`ErrorKind::InvalidConfig`] for a zero `ttl`.
+    pub fn try_set(&self, id: &FlagId, def: FlagDefinition, ttl: Option<Duration>) -> Result<()> {
+        self.try_set_arc(id, Arc::new(def), ttl)
+    }
+
+    /// [`try_set`](Self::try_set) for a definition already in an `Arc` (no copy).
+    pub fn try_set_arc(
+        &self,
+        id: &FlagId,
+        def: Arc<FlagDefinition>,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        if def.id != *id {
+            return Err(Error::invalid_flag(format!(
+                "set under id `{id}` of a definition whose id is `{}`",
+                def.id
+            )));
+        }
+        // Validates the TTL before anything is announced.
+        self.stamp(ttl, self.snapshots.active())?;
+        // Announce the write before touching the map, so fills that started earlier are dropped.
+        self.fences.advance(id.as_str());
+        let written = self.on_active(|buffer, a| match self.stamp(ttl, a) {
+            Ok(stamp) => buffer.write(id, Arc::clone(&def), stamp, Writer::Set, &self.stats),
+            Err(_) => WriteResult::Dropped,
+        });
+        match written.unwrap_or(WriteResult::Dropped) {
+            WriteResult::Stored | WriteResult::Dropped => {
+                self.stats.add(Counter::Inserts, 1);
+                Ok(())
+            }
+            WriteResult::Stale(cached) => {
+                self.stats.add(Counter::StaleWritesRefused, 1);
+                Err(Error::new(
+                    ErrorKind::StaleVersion,
+                    format!("flag `{id}`: the cache holds version {cached}, newer than the write"),
+                ))
+            }
+            // A `set` is never fenced against itself.
+            WriteResult::Overtaken => Ok(()),
+        }
+    }
+
+    /// Stores several definitions; returns the first error after attempting all of them.
+    pub fn try_set_many(
+        &self,
+        flags: Vec<(FlagId, FlagDefinition)>,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let mut first_error = None;
+        for (id, def) in flags {
+            if let Err(e) = self.try_set(&id, def, ttl) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Drops `id`. After this returns, no read that starts later returns the dropped definition,
+    /// and no fill that started earlier can bring it back.
+    pub fn invalidate_now(&self, id: &str) {
+        self.fences.advance(id);
+        let mut removed = false;
+        self.on_active(|buffer, _| removed |= buffer.remove(id));
+        if removed {
+            self.stats.add(Counter::Invalidations, 1);
+        }
+    }
+
+    /// Drops every id in `ids`.
+    pub fn invalidate_many_now(&self, ids: &[FlagId]) {
+        for id in ids {
+            self.invalidate_now(id.as_str());
+        }
+    }
+
+    /// Drops everything, in one atomic step (a swap to an empty set).
+    pub fn clear_now(&self) {
+        let old = self.snapshots.swap(|_, _| {});
+        self.stats.add(Counter::Invalidations, old as u64);
+    }
+
+    /// Replaces the whole cached set with `defs` in one atomic step: a reader sees the old set or
+    /// the new one, never a mix. Each entry gets the default TTL. For duplicate ids the highest
+    /// version wins.
+    ///
+    /// # Errors
+    /// [`ErrorKind::CapacityExceeded`] when `defs` holds more distinct flags than the capacity;
+    /// the current set then stays as it was.
+    pub fn replace_all(&self, defs: impl IntoIterator<Item = FlagDefinition>) -> Result<()> {
+        // Ordered, so a swap inserts in the same order every time (loom models need that).
+        let mut latest: BTreeMap<FlagId, FlagDefinition> = BTreeMap::new();
+        for def in defs {
+            match latest.get(&def.id) {
+                Some(have) if have.version >= def.version => {}
+                _ => {
+                    latest.insert(def.id.clone(), def);
+                }
+            }
+        }
+        if latest.len() > self.capacity {
+            return Err(Error::new(
+                ErrorKind::CapacityExceeded,
+                format!(
+                    "replace_all of {} flags into a cache of capacity {}; the current set is kept",
+                    latest.len(),
+                    self.capacity
+                ),
+            ));
+        }
+        let mut stored = 0;
+        self.snapshots.swap(|buffer, next| {
+            let Ok(stamp) = self.stamp(None, next) else {
+                return;
+            };
+            for (id, def) in latest {
+                // An empty buffer with room for every flag: nothing is evicted.
+                let written = buffer.write(&id, Arc::new(def), stamp, Writer::Set, &self.stats);
+                stored += u64::from(written == WriteResult::Stored);
+            }
+        });
+        self.stats.add(Counter::Inserts, stored);
+        Ok(())
+    }
+
+    /// Starts a read-through fill of `id`: take the ticket *before* fetching from L2 or L3.
+    pub fn begin_fill(&self, id: &str) -> FillTicket {
+        let stripe = self.fences.stripe_of(id);
+        FillTicket {
+            generation: self.snapshots.active().number(),
+            stripe,
+            fence: self.fences.read(stripe),
+        }
+    }
+
+    /// Installs a definition fetched under `ticket`, unless a write to the flag or a snapshot
+    /// swap happened since the ticket, or the cache already holds a newer version.
+    pub fn complete_fill(
+        &self,
+        ticket: &FillTicket,
+        def: Arc<FlagDefinition>,
+        ttl: Option<Duration>,
+    ) -> FillOutcome {
+        let a = self.snapshots.active();
+        let written = match (self.snapshots.buffer(a), self.stamp(ttl, a)) {
+            (Some(buffer), Ok(stamp)) if a.number() == ticket.generation => {
+                let id = def.id.clone();
+                let writer = Writer::Fill(ticket, &self.fences);
+                let r = buffer.write(&id, def, stamp, writer, &self.stats);
+                // Installed into a buffer a swap has since retired: it will never be served.
+                if self.snapshots.still(a) {
+                    r
+                } else {
+                    WriteResult::Overtaken
+                }
+            }
+            _ => WriteResult::Overtaken,
+        };
+        match written {
+            WriteResult::Stored | WriteResult::Dropped => {
+                self.stats.add(Counter::Inserts, 1);
+                FillOutcome::Installed
+            }
+            WriteResult::Stale(v) => FillOutcome::Superseded(v),
+            WriteResult::Overtaken => {
+                self.stats.add(Counter::FillsRefused, 1);
+                FillOutcome::Overtaken
+            }
+        }
+    }
+
+    /// Examines the next `SWEEP_STEP` slots of the active buffer's ring for expired entries;
+    /// returns the number removed and whether the step finished a pass over the ring.
+    pub(crate) fn sweep_step(&self) -> (u64, bool) {
+        let now = self.clock.now();
+        let a = self.snapshots.active();
+        let Some(buffer) = self.snapshots.buffer(a) else {
+            return (0, true);
+        };
+        let n = buffer.ring.capacity();
+        let start = self.sweep_cursor.fetch_add(SWEEP_STEP, Ordering::Relaxed) % n;
+        let expired = buffer.sweep(start, SWEEP_STEP, now, a.tag());
+        if expired > 0 {
+            self.stats.add(Counter::Expirations, expired);
+        }
+        (expired, start + SWEEP_STEP >= n)
+    }
+}
