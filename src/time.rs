@@ -34,7 +34,8 @@ enum ClockInner {
 #[derive(Debug)]
 struct CoarseClock {
     start: Instant,
-    /// The last time a driver stored; read by the hot path while `drivers > 0`.
+    /// The last time a driver stored, or 0 while no driver runs (then readers read the system
+    /// clock): one load tells the hot path both.
     coarse: AtomicU64,
     /// How many background tasks keep `coarse` fresh.
     drivers: AtomicUsize,
@@ -69,13 +70,10 @@ impl Clock {
     #[inline]
     pub(crate) fn now(&self) -> Ticks {
         match &self.inner {
-            ClockInner::System(c) => {
-                if c.drivers.load(Ordering::Relaxed) > 0 {
-                    c.coarse.load(Ordering::Relaxed)
-                } else {
-                    elapsed_ticks(c.start)
-                }
-            }
+            ClockInner::System(c) => match c.coarse.load(Ordering::Relaxed) {
+                0 => elapsed_ticks(c.start),
+                coarse => coarse,
+            },
             ClockInner::Mock(m) => m.ticks.load(Ordering::Acquire),
         }
     }
@@ -84,7 +82,7 @@ impl Clock {
     pub(crate) fn tick(&self) {
         if let ClockInner::System(c) = &self.inner {
             c.coarse
-                .fetch_max(elapsed_ticks(c.start), Ordering::Relaxed);
+                .fetch_max(elapsed_ticks(c.start).max(1), Ordering::Relaxed);
         }
     }
 
@@ -136,7 +134,11 @@ pub(crate) struct ClockDriver {
 impl Drop for ClockDriver {
     fn drop(&mut self) {
         if let ClockInner::System(c) = &self.clock.inner {
-            c.drivers.fetch_sub(1, Ordering::Relaxed);
+            if c.drivers.fetch_sub(1, Ordering::Relaxed) == 1 {
+                // The last driver: hand readers back to the system clock. (A driver starting
+                // meanwhile restores the tick at its next `tick`.)
+                c.coarse.store(0, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -8,13 +8,14 @@ use super::fences::{FillTicket, WriteFences};
 use super::ring::{ClockRing, SlotId, Verdict};
 use super::stats::{Counter, Stats};
 use crate::flag::{FlagDefinition, FlagId};
-use crate::sync::{
-    Arc, AtomicBool, AtomicU8, AtomicU64, ConcurrentMap, MapOp, MapOutcome, Ordering, fence,
-};
+use crate::sync::{Arc, AtomicU8, AtomicU64, ConcurrentMap, MapOp, MapOutcome, Ordering, fence};
 use crate::time::Ticks;
 
 /// The CLOCK counter saturates here: a hot entry stops writing it.
 const MAX_REFS: u8 = 3;
+
+/// The published bit of `Entry::state`, above the 32-bit generation tag.
+const PUBLISHED: u64 = 1 << 32;
 
 /// One cached definition. A write replaces the whole value (carrying its counters over) and
 /// keeps the slot. The fields a read needs come first, so one cache line serves a hit.
@@ -22,10 +23,10 @@ pub(crate) struct Entry {
     pub(crate) def: Arc<FlagDefinition>,
     /// Served as fresh before this.
     pub(crate) expires_at: Ticks,
-    /// The generation the entry was written for (`Active::tag`); readers skip other tags.
-    pub(crate) tag: u32,
-    /// False only for a fill not yet validated against its write fence: readers skip it.
-    published: AtomicBool,
+    /// The generation the entry was written for (`Active::tag`, low 32 bits) and whether it
+    /// is published (`PUBLISHED`, false only for a fill not yet validated against its write
+    /// fence). One word, so a reader checks both with one load: it serves only `tag | PUBLISHED`.
+    state: AtomicU64,
     /// The GCLOCK counter: bumped by reads up to `MAX_REFS`, decremented by the hand.
     refs: AtomicU8,
     /// Owned reads served from this entry (and the entries it replaced).
@@ -35,10 +36,20 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    /// True when readers may see this entry.
+    /// True when readers of generation `tag` may see this entry.
     #[inline]
-    pub(crate) fn is_published(&self) -> bool {
-        self.published.load(Ordering::Acquire)
+    pub(crate) fn visible_in(&self, tag: u32) -> bool {
+        self.state.load(Ordering::Acquire) == u64::from(tag) | PUBLISHED
+    }
+
+    /// The generation tag the entry was written for.
+    #[inline]
+    pub(crate) fn tag(&self) -> u32 {
+        self.state.load(Ordering::Relaxed) as u32
+    }
+
+    fn publish(&self) {
+        self.state.fetch_or(PUBLISHED, Ordering::Release);
     }
 
     /// Counts a reference for CLOCK; no write once the counter is saturated.
@@ -88,8 +99,7 @@ impl Stamp {
         Entry {
             def,
             expires_at: self.expires_at,
-            tag: self.tag,
-            published: AtomicBool::new(published),
+            state: AtomicU64::new(u64::from(self.tag) | if published { PUBLISHED } else { 0 }),
             refs: AtomicU8::new(carried.0),
             hits: AtomicU64::new(carried.1),
             cached_at: self.cached_at,
@@ -144,10 +154,12 @@ pub(crate) struct Generation {
 }
 
 impl Generation {
-    pub(crate) fn new(capacity: usize, grace: Ticks) -> Self {
+    /// A buffer for `capacity` entries; `presize` allocates the map's table now (the first
+    /// buffer) rather than as entries arrive (the second, which may never be used).
+    pub(crate) fn new(capacity: usize, grace: Ticks, presize: bool) -> Self {
         Self {
             // Pre-size for typical flag sets; the map grows on its own beyond this.
-            map: ConcurrentMap::with_capacity(capacity.min(1 << 16)),
+            map: ConcurrentMap::with_capacity(if presize { capacity.min(1 << 16) } else { 0 }),
             ring: ClockRing::new(capacity),
             grace,
         }
@@ -176,7 +188,7 @@ impl Generation {
             let replaced = self.map.compute(key.clone(), |current| match current {
                 None => MapOp::Abort(Present::Absent),
                 // An entry of another generation (a delayed writer's) is garbage: overwrite it.
-                Some(e) if e.tag == stamp.tag && e.def.version > version => {
+                Some(e) if e.tag() == stamp.tag && e.def.version > version => {
                     MapOp::Abort(Present::Stale(e.def.version))
                 }
                 Some(_) if !writer.may_install() => MapOp::Abort(Present::Overtaken),
@@ -248,7 +260,7 @@ impl Generation {
                 }
                 self.map.read(key.as_str(), |e| {
                     if e.slot == slot && Arc::ptr_eq(&e.def, &def) {
-                        e.published.store(true, Ordering::Release);
+                        e.publish();
                     }
                 });
             }
@@ -317,7 +329,7 @@ impl Generation {
         self.ring.live_slots(start, count, |slot, key| {
             match self
                 .map
-                .read(key.as_str(), |e| (e.slot, e.expires_at, e.tag))
+                .read(key.as_str(), |e| (e.slot, e.expires_at, e.tag()))
             {
                 Some((owner, _, entry_tag)) if owner == slot && entry_tag != tag => {
                     self.remove_slot(key.as_str(), slot);

@@ -143,7 +143,7 @@ impl LocalCache {
     /// Live entries now (approximate while writes are in flight).
     pub fn len(&self) -> usize {
         let active = self.snapshots.active();
-        self.snapshots.buffer(active).map_or(0, |g| g.map.len())
+        self.snapshots.buffer(active).map.len()
     }
 
     /// True when no entry is cached.
@@ -168,20 +168,16 @@ impl LocalCache {
     #[cfg(any(test, fuzzing, flagcache_loom))]
     pub(crate) fn live_slots(&self) -> usize {
         let active = self.snapshots.active();
-        self.snapshots
-            .buffer(active)
-            .map_or(0, |g| g.ring.live_count())
+        self.snapshots.buffer(active).ring.live_count()
     }
 
     /// The ids in the current buffer's map, published or not (tests and model checks).
     #[cfg(any(test, fuzzing, flagcache_loom))]
     pub(crate) fn map_len(&self) -> usize {
         let active = self.snapshots.active();
-        self.snapshots.buffer(active).map_or(0, |g| {
-            let mut n = 0;
-            g.map.for_each(|_, _| n += 1);
-            n
-        })
+        let mut n = 0;
+        self.snapshots.buffer(active).map.for_each(|_, _| n += 1);
+        n
     }
 }
 

@@ -40,7 +40,7 @@ impl LocalCache {
         mut hit: impl FnMut(&Entry) -> R,
     ) -> Lookup<R> {
         let found = buffer.map.read(id, |e| {
-            if e.tag != a.tag() || !e.is_published() {
+            if !e.visible_in(a.tag()) {
                 Lookup::Miss
             } else if e.expires_at <= now {
                 Lookup::Expired(e.slot)
@@ -65,24 +65,43 @@ impl LocalCache {
     #[inline]
     fn read_one<R>(&self, id: &str, mut hit: impl FnMut(&Entry) -> R) -> Option<R> {
         let now = self.clock.now();
+        let a = self.snapshots.active();
+        match self.lookup(self.snapshots.buffer(a), a, id, now, &mut hit) {
+            Lookup::Hit(r) => {
+                self.stats.hit();
+                Some(r)
+            }
+            other => self.read_slow(id, now, other, hit),
+        }
+    }
+
+    /// The rest of [`read_one`](Self::read_one) after anything but a first-try hit.
+    #[cold]
+    fn read_slow<R>(
+        &self,
+        id: &str,
+        now: Ticks,
+        mut found: Lookup<R>,
+        mut hit: impl FnMut(&Entry) -> R,
+    ) -> Option<R> {
         for _ in 0..READ_ATTEMPTS {
-            let a = self.snapshots.active();
-            let Some(buffer) = self.snapshots.buffer(a) else {
-                break;
-            };
-            match self.lookup(buffer, a, id, now, &mut hit) {
+            match found {
                 Lookup::Hit(r) => {
                     self.stats.hit();
                     return Some(r);
                 }
                 Lookup::Miss => break,
                 Lookup::Expired(slot) => {
+                    let buffer = self.snapshots.buffer(self.snapshots.active());
                     if buffer.remove_expired(id, slot, now) {
                         self.stats.add(Counter::Expirations, 1);
                     }
                     break;
                 }
-                Lookup::Retry => {}
+                Lookup::Retry => {
+                    let a = self.snapshots.active();
+                    found = self.lookup(self.snapshots.buffer(a), a, id, now, &mut hit);
+                }
             }
         }
         self.stats.miss();
@@ -128,9 +147,7 @@ impl LocalCache {
             out.clear();
             hits = 0;
             let a = self.snapshots.active();
-            let Some(buffer) = self.snapshots.buffer(a) else {
-                break;
-            };
+            let buffer = self.snapshots.buffer(a);
             for id in ids {
                 match self.lookup(buffer, a, id.as_str(), now, |e| self.cached_flag(e)) {
                     Lookup::Hit(flag) => {
@@ -158,12 +175,10 @@ impl LocalCache {
     pub fn get_stale(&self, id: &str) -> Option<StaleFlag> {
         let now = self.clock.now();
         let a = self.snapshots.active();
-        let buffer = self.snapshots.buffer(a)?;
+        let buffer = self.snapshots.buffer(a);
         let found = buffer.map.read(id, |e| {
-            let stale = e.tag == a.tag()
-                && e.is_published()
-                && e.expires_at <= now
-                && now < buffer.evict_at(e.expires_at);
+            let stale =
+                e.visible_in(a.tag()) && e.expires_at <= now && now < buffer.evict_at(e.expires_at);
             stale.then(|| StaleFlag {
                 flag: self.cached_flag(e),
                 expired_for: Duration::from_nanos(now - e.expires_at),

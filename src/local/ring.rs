@@ -22,6 +22,7 @@
 
 use crate::flag::FlagId;
 use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, lock, spin_hint};
+use std::sync::OnceLock;
 
 const PHASE_MASK: u64 = 0b11;
 const FREE: u64 = 0;
@@ -81,7 +82,9 @@ pub(crate) enum Verdict {
 }
 
 pub(crate) struct ClockRing {
-    slots: Box<[Slot]>,
+    /// Allocated at the first claim: a buffer that is never filled costs nothing.
+    slots: OnceLock<Box<[Slot]>>,
+    capacity: usize,
     hand: AtomicUsize,
 }
 
@@ -89,23 +92,31 @@ impl ClockRing {
     /// A ring of `capacity` free slots (1 to `1 << INDEX_BITS`, checked by the builder).
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            slots: (0..capacity.clamp(1, 1 << INDEX_BITS))
-                .map(|_| Slot {
-                    state: AtomicU64::new(pack(FREE, 0)),
-                    key: Mutex::new(None),
-                })
-                .collect(),
+            slots: OnceLock::new(),
+            capacity: capacity.clamp(1, 1 << INDEX_BITS),
             hand: AtomicUsize::new(0),
         }
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
+    }
+
+    /// The slots, allocating them on first use.
+    fn slots(&self) -> &[Slot] {
+        self.slots.get_or_init(|| {
+            (0..self.capacity)
+                .map(|_| Slot {
+                    state: AtomicU64::new(pack(FREE, 0)),
+                    key: Mutex::new(None),
+                })
+                .collect()
+        })
     }
 
     #[inline]
     fn slot(&self, index: usize) -> Option<&Slot> {
-        self.slots.get(index)
+        self.slots.get().and_then(|slots| slots.get(index))
     }
 
     /// Claims a slot for a new entry of `key`: a free one, or the first published one whose
@@ -119,12 +130,13 @@ impl ClockRing {
         mut inspect: impl FnMut(&FlagId, SlotId) -> Verdict,
         mut evict: impl FnMut(&FlagId, SlotId) -> bool,
     ) -> Option<(SlotId, bool)> {
-        let n = self.slots.len();
+        let slots = self.slots();
+        let n = slots.len();
         // Four sweeps bring every counter to zero; the rest is room for concurrent claimers.
         let budget = n.saturating_mul(8).saturating_add(64);
         for _ in 0..budget {
             let index = self.hand.fetch_add(1, Ordering::Relaxed) % n;
-            let Some(slot) = self.slot(index) else {
+            let Some(slot) = slots.get(index) else {
                 continue;
             };
             let s = slot.state.load(Ordering::Acquire);
@@ -211,7 +223,7 @@ impl ClockRing {
 
     /// The published slots among `count` slots from `start` (wrapping), with their keys.
     pub(crate) fn live_slots(&self, start: usize, count: usize, mut f: impl FnMut(SlotId, FlagId)) {
-        let n = self.slots.len();
+        let n = self.capacity;
         for i in 0..count.min(n) {
             let index = (start + i) % n;
             let Some(slot) = self.slot(index) else {
@@ -231,10 +243,12 @@ impl ClockRing {
     /// The number of `LIVE` slots (for tests and model checks; O(capacity)).
     #[cfg(any(test, fuzzing, flagcache_loom))]
     pub(crate) fn live_count(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| phase(s.state.load(Ordering::Acquire)) == LIVE)
-            .count()
+        self.slots.get().map_or(0, |slots| {
+            slots
+                .iter()
+                .filter(|s| phase(s.state.load(Ordering::Acquire)) == LIVE)
+                .count()
+        })
     }
 }
 

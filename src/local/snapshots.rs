@@ -1,7 +1,8 @@
 //! Double-buffered generations: how `replace_all` and `clear` swap the whole set atomically
 //! while a read costs two plain loads more than a bare map lookup.
 //!
-//! The cache owns two [`Generation`] buffers (the second allocated at the first swap) and one
+//! The cache owns two [`Generation`] buffers (the second's table and ring are allocated as the
+//! first swap fills it) and one
 //! atomic word, [`Active`]: which buffer is current and its generation number. A swap (one at a
 //! time, under a lock) empties the idle buffer, fills it with the new set tagged with the next
 //! number, publishes it by storing the word, then empties the buffer it replaced.
@@ -20,7 +21,6 @@
 use super::generation::Generation;
 use crate::sync::{AtomicU64, Mutex, Ordering, fence, lock};
 use crate::time::Ticks;
-use std::sync::OnceLock;
 
 /// The current buffer and generation number, read and validated as one word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,24 +49,21 @@ impl Active {
 }
 
 pub(crate) struct Snapshots {
-    buffers: [OnceLock<Generation>; 2],
+    buffers: [Generation; 2],
     active: AtomicU64,
     /// Serializes swaps (they are rare: `replace_all` and `clear`).
     swap: Mutex<()>,
-    capacity: usize,
-    grace: Ticks,
 }
 
 impl Snapshots {
     pub(crate) fn new(capacity: usize, grace: Ticks) -> Self {
-        let first = OnceLock::new();
-        let _ = first.set(Generation::new(capacity, grace));
         Self {
-            buffers: [first, OnceLock::new()],
+            buffers: [
+                Generation::new(capacity, grace, true),
+                Generation::new(capacity, grace, false),
+            ],
             active: AtomicU64::new(Active::new(0, 0).0),
             swap: Mutex::new(()),
-            capacity,
-            grace,
         }
     }
 
@@ -76,10 +73,11 @@ impl Snapshots {
         Active(self.active.load(Ordering::Acquire))
     }
 
-    /// The buffer `a` names (always allocated once `a` was published).
+    /// The buffer `a` names.
     #[inline]
-    pub(crate) fn buffer(&self, a: Active) -> Option<&Generation> {
-        self.buffers.get(a.index()).and_then(OnceLock::get)
+    pub(crate) fn buffer(&self, a: Active) -> &Generation {
+        let [first, second] = &self.buffers;
+        if a.index() == 0 { first } else { second }
     }
 
     /// True while no swap happened since `a` was loaded: what was read from `a`'s buffer in
@@ -98,21 +96,14 @@ impl Snapshots {
         let _one_at_a_time = lock(&self.swap);
         let old = self.active();
         let next = Active::new(old.number().wrapping_add(1), 1 - old.index());
-        let Some(idle) = self.buffers.get(next.index()) else {
-            return 0;
-        };
-        let idle = idle.get_or_init(|| Generation::new(self.capacity, self.grace));
+        let idle = self.buffer(next);
         idle.drain();
         fill(idle, next);
         // SeqCst: readers and writers that validate after this see the new word.
         self.active.store(next.0, Ordering::SeqCst);
-        match self.buffer(old) {
-            Some(retired) => {
-                let len = retired.map.len();
-                retired.drain();
-                len
-            }
-            None => 0,
-        }
+        let retired = self.buffer(old);
+        let len = retired.map.len();
+        retired.drain();
+        len
     }
 }

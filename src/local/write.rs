@@ -44,7 +44,7 @@ impl LocalCache {
     fn on_active<R>(&self, mut write: impl FnMut(&Generation, Active) -> R) -> Option<R> {
         for _ in 0..WRITE_ATTEMPTS {
             let a = self.snapshots.active();
-            let buffer = self.snapshots.buffer(a)?;
+            let buffer = self.snapshots.buffer(a);
             let r = write(buffer, a);
             if self.snapshots.still(a) {
                 return Some(r);
@@ -202,8 +202,9 @@ impl LocalCache {
         ttl: Option<Duration>,
     ) -> FillOutcome {
         let a = self.snapshots.active();
-        let written = match (self.snapshots.buffer(a), self.stamp(ttl, a)) {
-            (Some(buffer), Ok(stamp)) if a.number() == ticket.generation => {
+        let buffer = self.snapshots.buffer(a);
+        let written = match self.stamp(ttl, a) {
+            Ok(stamp) if a.number() == ticket.generation => {
                 let id = def.id.clone();
                 let writer = Writer::Fill(ticket, &self.fences);
                 let r = buffer.write(&id, def, stamp, writer, &self.stats);
@@ -234,9 +235,7 @@ impl LocalCache {
     pub(crate) fn sweep_step(&self) -> (u64, bool) {
         let now = self.clock.now();
         let a = self.snapshots.active();
-        let Some(buffer) = self.snapshots.buffer(a) else {
-            return (0, true);
-        };
+        let buffer = self.snapshots.buffer(a);
         let n = buffer.ring.capacity();
         let start = self.sweep_cursor.fetch_add(SWEEP_STEP, Ordering::Relaxed) % n;
         let expired = buffer.sweep(start, SWEEP_STEP, now, a.tag());
