@@ -50,9 +50,11 @@ use std::time::Duration;
 ///   with it lands before it (and is replaced) or after it.
 ///
 /// # Hit counts
-/// `CachedFlag::hit_count` counts the owned reads (`get_now`, `get`, `get_many`) of an entry,
-/// exactly, in one relaxed atomic add per read. Borrowing reads ([`get_with`](Self::get_with))
-/// do not count, so that a hot flag read that way causes no shared writes.
+/// `CachedFlag::hit_count` counts the owned reads (`get_now`, `get`, `get_many`) of an entry:
+/// exactly from one thread; under concurrent owned reads of the same entry increments can be
+/// lost (a plain load and store per read, not a locked add), so it is then a lower bound.
+/// Borrowing reads ([`get_with`](Self::get_with)) do not count, so that a hot flag read that
+/// way causes no shared writes.
 pub struct LocalCache {
     snapshots: Snapshots,
     fences: WriteFences,
