@@ -53,7 +53,7 @@
 //! `moka` and a raw `papaya` map.
 
 #![deny(missing_docs)]
-// `clippy.toml` bans std atomics, locks, papaya and arc-swap outside `sync.rs`. The facade
+// `clippy.toml` bans std atomics, locks and papaya outside `sync.rs`. The facade
 // re-exports std's types, which the lint cannot tell from direct uses, so it is enforced in the
 // loom build (where the facade's types are loom's): `.ci/run` runs clippy there.
 #![cfg_attr(not(flagcache_loom), allow(clippy::disallowed_types))]

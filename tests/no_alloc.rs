@@ -27,7 +27,7 @@ fn hits_allocate_nothing_on_any_read_path() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    // Warm up every path once: thread-locals (stats stripe, papaya and arc-swap slots) are
+    // Warm up every path once: thread-locals (stats stripe, papaya guard slots) are
     // set up on a thread's first use, which may allocate once per thread.
     for id in &ids {
         black_box(cache.get_now(id.as_str()));
