@@ -103,6 +103,20 @@ fn clock_keeps_recently_read_entries() {
     assert_eq!(survivors, 1, "exactly one unread entry was evicted");
 }
 
+#[test]
+fn nothing_is_evicted_while_a_slot_is_free() {
+    // Regression (found by the l1_ops fuzz target): the hand evicted an unread entry even
+    // though an invalidate had just freed a slot.
+    let cache = cache(2);
+    cache.try_set(&FlagId::new("a"), flag("a", 1), None).unwrap();
+    cache.try_set(&FlagId::new("b"), flag("b", 1), None).unwrap();
+    cache.invalidate_now("b");
+    cache.try_set(&FlagId::new("c"), flag("c", 1), None).unwrap();
+    assert!(cache.get_now("a").is_some(), "`a` was evicted below capacity");
+    assert!(cache.get_now("c").is_some());
+    assert_eq!(cache.stats_now().evictions, 0);
+}
+
 // Invariant 2: read-your-invalidate.
 
 #[test]

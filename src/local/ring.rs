@@ -2,7 +2,8 @@
 //!
 //! Every map entry names the slot it owns ([`SlotId`]: index and epoch). A slot's phase is one
 //! of `FREE`, `PENDING`, `LIVE`, `EVICTING`:
-//! - an insert of a new key *claims* a slot: a `FREE` one, or a `LIVE` one whose entry's
+//! - an insert of a new key *claims* a slot: a never-used one while the ring fills up, else a
+//!   `FREE` one the hand finds, and only when none is free a `LIVE` one whose entry's
 //!   reference counter the hand has swept down to zero. It holds the slot `EVICTING`
 //!   (exclusively) while it removes the old entry from the map and writes the new key, then
 //!   leaves it `PENDING` under a new epoch, inserts the map entry, and *publishes* the slot
@@ -86,6 +87,11 @@ pub(crate) struct ClockRing {
     slots: OnceLock<Box<[Slot]>>,
     capacity: usize,
     hand: AtomicUsize,
+    /// The next never-used slot: while the ring fills up, a claim takes it without a search.
+    fresh: AtomicUsize,
+    /// How many slots are `FREE` (never used, or given back by an invalidate or expiry). While
+    /// some are, the hand looks for one (for up to one sweep) rather than evict.
+    free: AtomicUsize,
 }
 
 impl ClockRing {
@@ -95,6 +101,8 @@ impl ClockRing {
             slots: OnceLock::new(),
             capacity: capacity.clamp(1, 1 << INDEX_BITS),
             hand: AtomicUsize::new(0),
+            fresh: AtomicUsize::new(0),
+            free: AtomicUsize::new(capacity.clamp(1, 1 << INDEX_BITS)),
         }
     }
 
@@ -132,9 +140,18 @@ impl ClockRing {
     ) -> Option<(SlotId, bool)> {
         let slots = self.slots();
         let n = slots.len();
+        if self.fresh.load(Ordering::Relaxed) < n {
+            let index = self.fresh.fetch_add(1, Ordering::Relaxed);
+            if let Some(claimed) = slots
+                .get(index)
+                .and_then(|slot| self.take(slot, index, None, key, &mut evict))
+            {
+                return Some(claimed);
+            }
+        }
         // Four sweeps bring every counter to zero; the rest is room for concurrent claimers.
         let budget = n.saturating_mul(8).saturating_add(64);
-        for _ in 0..budget {
+        for step in 0..budget {
             let index = self.hand.fetch_add(1, Ordering::Relaxed) % n;
             let Some(slot) = slots.get(index) else {
                 continue;
@@ -143,6 +160,8 @@ impl ClockRing {
             let id = SlotId::new(index, epoch(s));
             let victim = match phase(s) {
                 FREE => None,
+                // Free slots exist: find one (within a sweep) rather than evict.
+                LIVE if step < n && self.free.load(Ordering::Relaxed) > 0 => continue,
                 LIVE => {
                     let Some(owner) = lock(&slot.key).clone() else {
                         continue;
@@ -157,26 +176,47 @@ impl ClockRing {
                     continue;
                 }
             };
-            let held = slot
-                .state
-                .compare_exchange(
-                    s,
-                    pack(EVICTING, epoch(s)),
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_ok();
-            if !held {
-                continue;
+            if let Some(claimed) = self.take(slot, index, Some((s, victim)), key, &mut evict) {
+                return Some(claimed);
             }
-            let evicted = victim.is_some_and(|owner| evict(&owner, id));
-            *lock(&slot.key) = Some(key.clone());
-            let new_epoch = epoch(s).wrapping_add(1) & EPOCH_MASK;
-            slot.state
-                .store(pack(PENDING, new_epoch), Ordering::Release);
-            return Some((SlotId::new(index, new_epoch), evicted));
         }
         None
+    }
+
+    /// Takes `slot` for `key` if it is still as seen (`seen`: its state and the entry to evict;
+    /// `None`: expected free): holds it `EVICTING`, evicts, writes the key, leaves it `PENDING`.
+    fn take(
+        &self,
+        slot: &Slot,
+        index: usize,
+        seen: Option<(u64, Option<FlagId>)>,
+        key: &FlagId,
+        evict: &mut impl FnMut(&FlagId, SlotId) -> bool,
+    ) -> Option<(SlotId, bool)> {
+        let (s, victim) = match seen {
+            Some(seen) => seen,
+            None => (slot.state.load(Ordering::Acquire), None),
+        };
+        if victim.is_none() && phase(s) != FREE {
+            return None;
+        }
+        slot.state
+            .compare_exchange(
+                s,
+                pack(EVICTING, epoch(s)),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .ok()?;
+        if phase(s) == FREE {
+            self.free.fetch_sub(1, Ordering::Relaxed);
+        }
+        let evicted = victim.is_some_and(|owner| evict(&owner, SlotId::new(index, epoch(s))));
+        *lock(&slot.key) = Some(key.clone());
+        let new_epoch = epoch(s).wrapping_add(1) & EPOCH_MASK;
+        slot.state
+            .store(pack(PENDING, new_epoch), Ordering::Release);
+        Some((SlotId::new(index, new_epoch), evicted))
     }
 
     /// Makes a pending slot `LIVE`: its entry is in the map. A no-op if the slot has moved on
@@ -187,18 +227,22 @@ impl ClockRing {
 
     /// Returns a pending slot whose entry never made it into the map (or was withdrawn).
     pub(crate) fn release(&self, id: SlotId) {
-        self.transition(id, PENDING, FREE);
+        if self.transition(id, PENDING, FREE) {
+            self.free.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
-    fn transition(&self, id: SlotId, from: u64, to: u64) {
-        if let Some(slot) = self.slot(id.index()) {
-            let _ = slot.state.compare_exchange(
-                pack(from, id.epoch()),
-                pack(to, id.epoch()),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
-        }
+    fn transition(&self, id: SlotId, from: u64, to: u64) -> bool {
+        self.slot(id.index()).is_some_and(|slot| {
+            slot.state
+                .compare_exchange(
+                    pack(from, id.epoch()),
+                    pack(to, id.epoch()),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        })
     }
 
     /// Frees the slot of an entry that was removed from the map, if the slot is still that
@@ -216,6 +260,7 @@ impl ClockRing {
                 Ordering::Relaxed,
             );
             if freed.is_ok() {
+                self.free.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
