@@ -108,11 +108,20 @@ fn nothing_is_evicted_while_a_slot_is_free() {
     // Regression (found by the l1_ops fuzz target): the hand evicted an unread entry even
     // though an invalidate had just freed a slot.
     let cache = cache(2);
-    cache.try_set(&FlagId::new("a"), flag("a", 1), None).unwrap();
-    cache.try_set(&FlagId::new("b"), flag("b", 1), None).unwrap();
+    cache
+        .try_set(&FlagId::new("a"), flag("a", 1), None)
+        .unwrap();
+    cache
+        .try_set(&FlagId::new("b"), flag("b", 1), None)
+        .unwrap();
     cache.invalidate_now("b");
-    cache.try_set(&FlagId::new("c"), flag("c", 1), None).unwrap();
-    assert!(cache.get_now("a").is_some(), "`a` was evicted below capacity");
+    cache
+        .try_set(&FlagId::new("c"), flag("c", 1), None)
+        .unwrap();
+    assert!(
+        cache.get_now("a").is_some(),
+        "`a` was evicted below capacity"
+    );
     assert!(cache.get_now("c").is_some());
     assert_eq!(cache.stats_now().evictions, 0);
 }
