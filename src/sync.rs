@@ -18,9 +18,7 @@ pub(crate) use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, f
 #[cfg(flagcache_loom)]
 pub(crate) use loom::sync::Mutex;
 #[cfg(flagcache_loom)]
-pub(crate) use loom::sync::atomic::{
-    AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence,
-};
+pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 
 pub(crate) use crossbeam_utils::CachePadded;
 
