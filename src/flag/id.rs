@@ -20,7 +20,8 @@ pub const MAX_ID_LEN: usize = 256;
 /// `.`, `_` and `-`. Equality, ordering and hashing are those of the `str`, so a
 /// `HashMap<FlagId, _>` can be queried with a `&str`. Serialized as a plain JSON string;
 /// deserializing does not validate (a definition's id is checked by
-/// [`FlagDefinition::validate`], which [`FlagDefinition::from_json`] runs).
+/// [`FlagDefinition::validate`](super::FlagDefinition::validate), which
+/// [`FlagDefinition::from_json`](super::FlagDefinition::from_json) runs).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct FlagId(Arc<str>);
