@@ -145,6 +145,10 @@ mod map {
                 inner: papaya::HashMap::builder()
                     .hasher(foldhash::fast::RandomState::default())
                     .capacity(capacity)
+                    // An incremental resize is finished only by later writes, and until then
+                    // every read probes two tables; flag sets change by bulk loads followed by
+                    // millions of reads, so a resize completes at once.
+                    .resize_mode(papaya::ResizeMode::Blocking)
                     .build(),
             }
         }
