@@ -17,6 +17,9 @@
 //! Every write carries a unique serial (as the flag's number value), so the model can tell two
 //! writes of the same version apart: a read must return *the* accepted write, not just its
 //! version.
+//!
+//! Corpus inputs named `bug-*` reproduce bugs this found: `bug-evicts-below-capacity-*`, the
+//! CLOCK hand evicting a live entry while free slots remained (fixed in 183f987).
 
 use flagcache::{
     CacheStats, CachedFlag, Clock, ErrorKind, FillOutcome, FlagDefinition, FlagId, LocalCache,
@@ -34,12 +37,6 @@ const EVICTING_KEYS: usize = 24;
 const MAX_VERSION: u64 = 8;
 /// Model expiry of an entry that never expires.
 const NEVER: u64 = u64::MAX;
-/// Known flagcache bug: the CLOCK hand evicts an unreferenced entry on every insert of a new
-/// key, even while free slots exist (capacity 2: set a, set b, invalidate b, set c: `a` is
-/// gone). While this is `true`, an exact run that sees an eviction continues under the
-/// eviction model. Set it to `false` once the ring prefers free slots: the corpus inputs
-/// `bug-evicts-below-capacity-*` then check the fix.
-const TOLERATE_EVICTION_BELOW_CAPACITY: bool = false;
 
 /// Runs the operations `data` decodes to, panicking on the first broken invariant.
 pub fn run(data: &[u8]) {
@@ -631,7 +628,6 @@ impl<'a> Harness<'a> {
     ) -> Effect {
         let (def, serial) = self.definition(key, version, wrong_id);
         let result = self.cache.try_set(&self.ids[key], def, ttl.duration());
-        self.degrade_if_evicted();
         let cached = self.model[key];
         match result {
             Err(e) if wrong_id => {
@@ -710,7 +706,6 @@ impl<'a> Harness<'a> {
         let outcome = self
             .cache
             .complete_fill(&ticket, Arc::new(def), ttl.duration());
-        self.degrade_if_evicted();
         let cached = self.model[key];
         let overtaken = match effect {
             Effect::NewGeneration => true,
@@ -886,14 +881,6 @@ impl<'a> Harness<'a> {
 
     #[cfg(not(fuzzing))]
     fn sweep(&mut self) {}
-
-    /// Under [`TOLERATE_EVICTION_BELOW_CAPACITY`]: once an exact run sees an eviction, the
-    /// model can no longer say what is cached, so it goes on with the eviction model.
-    fn degrade_if_evicted(&mut self) {
-        if TOLERATE_EVICTION_BELOW_CAPACITY && self.exact && self.cache.stats_now().evictions > 0 {
-            self.exact = false;
-        }
-    }
 
     fn present(&self) -> usize {
         self.model.iter().filter(|e| e.is_some()).count()
