@@ -139,6 +139,8 @@ impl LocalCache {
     }
 
     /// The cached definitions of those `ids` that are cached, all from one snapshot.
+    ///
+    /// Each id is one lookup in the stats, duplicates included.
     pub fn get_many_now(&self, ids: &[FlagId]) -> HashMap<FlagId, CachedFlag> {
         let now = self.clock.now();
         let mut out = HashMap::with_capacity(ids.len());
