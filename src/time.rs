@@ -22,6 +22,9 @@ pub(crate) fn duration_to_ticks(d: Duration) -> Ticks {
 /// The time source of a cache: the system's monotonic clock, or a [`MockClock`].
 #[derive(Clone, Debug)]
 pub struct Clock {
+    /// The clock's zero, kept here (not behind the `Arc`) so turning ticks into an `Instant`
+    /// reads no other line.
+    start: Instant,
     inner: ClockInner,
 }
 
@@ -50,9 +53,11 @@ impl Default for Clock {
 impl Clock {
     /// The system's monotonic clock, read coarsely while a background task drives it.
     pub fn system() -> Self {
+        let start = Instant::now();
         Self {
+            start,
             inner: ClockInner::System(Arc::new(CoarseClock {
-                start: Instant::now(),
+                start,
                 coarse: AtomicU64::new(0),
                 drivers: AtomicUsize::new(0),
             })),
@@ -62,6 +67,7 @@ impl Clock {
     /// A clock that only moves when the given [`MockClock`] is advanced.
     pub fn mock(mock: &MockClock) -> Self {
         Self {
+            start: mock.start,
             inner: ClockInner::Mock(mock.clone()),
         }
     }
@@ -97,13 +103,6 @@ impl Clock {
         }
     }
 
-    fn start(&self) -> Instant {
-        match &self.inner {
-            ClockInner::System(c) => c.start,
-            ClockInner::Mock(m) => m.start,
-        }
-    }
-
     /// The `Instant` a tick value stands for; `None` for [`NEVER`] (or past what `Instant`
     /// can represent).
     #[inline]
@@ -111,13 +110,13 @@ impl Clock {
         if ticks == NEVER {
             return None;
         }
-        self.start().checked_add(Duration::from_nanos(ticks))
+        self.start.checked_add(Duration::from_nanos(ticks))
     }
 
     /// [`instant_at`](Self::instant_at) for a tick known to be a past moment.
     #[inline]
     pub(crate) fn instant_at_or_start(&self, ticks: Ticks) -> Instant {
-        self.instant_at(ticks).unwrap_or_else(|| self.start())
+        self.instant_at(ticks).unwrap_or(self.start)
     }
 }
 
