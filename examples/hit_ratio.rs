@@ -138,7 +138,7 @@ fn ratio(hits: usize, trace: &[u32]) -> f64 {
 
 fn run_lru(trace: &[u32], cap: usize) -> f64 {
     let mut lru = Lru::new(cap);
-    ratio(trace.iter().filter(|&&k| lru.access(k)).count(), trace)
+    replay(trace, |k| lru.access(k))
 }
 
 fn run_flagcache(trace: &[u32], cap: usize, ids: &[FlagId], defs: &[Arc<FlagDefinition>]) -> f64 {
@@ -147,42 +147,38 @@ fn run_flagcache(trace: &[u32], cap: usize, ids: &[FlagId], defs: &[Arc<FlagDefi
         .default_ttl(Duration::from_secs(3_600))
         .build()
         .unwrap();
-    let mut hits = 0;
-    for &k in trace {
+    replay(trace, |k| {
         let (id, def) = (&ids[k as usize], &defs[k as usize]);
-        if cache.get_with(id.as_str(), |_| ()).is_some() {
-            hits += 1;
-        } else {
+        cache.get_with(id.as_str(), |_| ()).is_some() || {
             cache.try_set_arc(id, Arc::clone(def), None).unwrap();
+            false
         }
-    }
-    ratio(hits, trace)
+    })
+}
+
+/// Replays `trace` through a cache given as "look up, and insert on a miss": the hit ratio.
+fn replay(trace: &[u32], mut hit_or_insert: impl FnMut(u32) -> bool) -> f64 {
+    ratio(trace.iter().filter(|&&k| hit_or_insert(k)).count(), trace)
 }
 
 fn run_moka(trace: &[u32], cap: usize) -> f64 {
     let cache = moka::sync::Cache::new(cap as u64);
-    let mut hits = 0;
-    for &k in trace {
-        if cache.get(&k).is_some() {
-            hits += 1
-        } else {
-            cache.insert(k, ())
+    replay(trace, |k| {
+        cache.get(&k).is_some() || {
+            cache.insert(k, ());
+            false
         }
-    }
-    ratio(hits, trace)
+    })
 }
 
 fn run_quick_cache(trace: &[u32], cap: usize) -> f64 {
     let mut cache = quick_cache::unsync::Cache::new(cap);
-    let mut hits = 0;
-    for &k in trace {
-        if cache.get(&k).is_some() {
-            hits += 1
-        } else {
-            cache.insert(k, ())
+    replay(trace, |k| {
+        cache.get(&k).is_some() || {
+            cache.insert(k, ());
+            false
         }
-    }
-    ratio(hits, trace)
+    })
 }
 
 fn main() {
