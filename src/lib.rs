@@ -11,7 +11,7 @@
 //!
 //! ## Quick example
 //! ```
-//! use flagcache::{FlagCache, FlagDefinition, FlagId, LocalCache};
+//! use flagcache::{EvalContext, FlagDefinition, FlagId, LocalCache};
 //! use std::time::Duration;
 //!
 //! # fn main() -> Result<(), flagcache::Error> {
@@ -20,12 +20,14 @@
 //!     .default_ttl(Duration::from_secs(60))
 //!     .build()?;
 //!
-//! let id = FlagId::new("checkout.new-flow");
-//! cache.try_set(&id, FlagDefinition::new_boolean("checkout.new-flow", "New checkout", false)?, None)?;
+//! // A boolean flag whose default value is `false`.
+//! let def = FlagDefinition::new_boolean("checkout.new-flow", "New checkout", false)?;
+//! cache.try_set(&FlagId::new("checkout.new-flow"), def, None)?;
 //!
 //! // The hot path: no lock, no allocation, no await.
-//! let enabled = cache.get_with("checkout.new-flow", |def| def.enabled);
-//! assert_eq!(enabled, Some(true));
+//! let user = EvalContext::new("user-42");
+//! let on = cache.get_with("checkout.new-flow", |def| def.evaluate(&user).value.as_bool());
+//! assert_eq!(on, Some(Some(false)));
 //! # Ok(())
 //! # }
 //! ```
