@@ -1,0 +1,236 @@
+//! A private `redis-server` for one test: started on a free loopback port, and killed,
+//! restarted or paused at will, so the Redis tests never touch a shared server.
+//!
+//! Without a `redis-server` binary on the `PATH`, [`RedisServer::start`] prints that the test is
+//! skipped and returns `None`; with `FLAGCACHE_REQUIRE_REDIS=1` (set by `.ci/run`) it panics
+//! instead, so CI cannot pass by skipping.
+
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running private server.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    password: Option<String>,
+}
+
+/// The reply to a raw command, as RESP types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Status(String),
+    Error(String),
+    Integer(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Reply>>),
+}
+
+fn binary_available() -> bool {
+    Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+    listener.local_addr().expect("local address").port()
+}
+
+impl RedisServer {
+    /// Starts a server without a password, or returns `None` (after saying so) when the binary
+    /// is missing and Redis is not required.
+    pub fn start() -> Option<Self> {
+        Self::start_with_password(None)
+    }
+
+    /// Starts a server that requires `password` (`requirepass`) when one is given.
+    pub fn start_with_password(password: Option<&str>) -> Option<Self> {
+        if !binary_available() {
+            assert!(
+                std::env::var("FLAGCACHE_REQUIRE_REDIS").as_deref() != Ok("1"),
+                "FLAGCACHE_REQUIRE_REDIS=1 but no redis-server binary is on the PATH"
+            );
+            eprintln!(
+                "skipped: no redis-server binary on the PATH (set FLAGCACHE_REQUIRE_REDIS=1 to fail instead)"
+            );
+            return None;
+        }
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("flagcache-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the server's directory");
+        let mut server = Self {
+            child: None,
+            port,
+            dir,
+            password: password.map(str::to_owned),
+        };
+        server.spawn();
+        Some(server)
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(password) = &self.password {
+            cmd.args(["--requirepass", password]);
+        }
+        self.child = Some(cmd.spawn().expect("spawn redis-server"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.try_command(&["PING"]).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "redis-server on port {} did not answer PING within 10 s",
+            self.port
+        );
+    }
+
+    /// The server's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A `redis://` URL for the server (with the password, if it has one).
+    pub fn url(&self) -> String {
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (empty: it keeps nothing on disk).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Stops the server answering clients for `duration` (`CLIENT PAUSE ... ALL`).
+    pub fn pause(&self, duration: Duration) {
+        let ms = duration.as_millis().to_string();
+        let reply = self.command(&["CLIENT", "PAUSE", &ms, "ALL"]);
+        assert_eq!(reply, Reply::Status("OK".into()), "CLIENT PAUSE failed");
+    }
+
+    /// Sends one command on a fresh connection and returns the reply; panics on I/O errors.
+    pub fn command(&self, args: &[&str]) -> Reply {
+        self.try_command(args)
+            .unwrap_or_else(|e| panic!("{args:?} on port {}: {e}", self.port))
+    }
+
+    /// Sends one command with binary arguments (to store bytes that are not valid UTF-8).
+    pub fn command_bytes(&self, args: &[&[u8]]) -> Reply {
+        self.try_command_bytes(args)
+            .unwrap_or_else(|e| panic!("command on port {}: {e}", self.port))
+    }
+
+    /// [`command`](Self::command) that reports I/O errors (a killed server refuses the
+    /// connection).
+    pub fn try_command(&self, args: &[&str]) -> std::io::Result<Reply> {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.try_command_bytes(&args)
+    }
+
+    fn try_command_bytes(&self, args: &[&[u8]]) -> std::io::Result<Reply> {
+        self.command_as(self.password.as_deref(), args)
+    }
+
+    /// Sends one command after authenticating with `password` (none: no `AUTH`); a refused
+    /// `AUTH` is returned as the reply.
+    pub fn command_as(&self, password: Option<&str>, args: &[&[u8]]) -> std::io::Result<Reply> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        if let Some(password) = password {
+            stream.write_all(&encode(&[b"AUTH", password.as_bytes()]))?;
+            let auth = read_reply(&mut reader)?;
+            if auth != Reply::Status("OK".into()) {
+                return Ok(auth);
+            }
+        }
+        stream.write_all(&encode(args))?;
+        read_reply(&mut reader)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn invalid(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
+}
+
+fn read_reply(reader: &mut impl BufRead) -> std::io::Result<Reply> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
+    }
+    let line = line.trim_end_matches("\r\n");
+    let (kind, rest) = line.split_at(1.min(line.len()));
+    let number = || rest.parse::<i64>().map_err(|_| invalid(line));
+    Ok(match kind {
+        "+" => Reply::Status(rest.to_owned()),
+        "-" => Reply::Error(rest.to_owned()),
+        ":" => Reply::Integer(number()?),
+        "$" => match number()? {
+            -1 => Reply::Bulk(None),
+            n => {
+                let mut buf = vec![0; usize::try_from(n).map_err(|_| invalid(line))? + 2];
+                reader.read_exact(&mut buf)?;
+                buf.truncate(buf.len() - 2);
+                Reply::Bulk(Some(buf))
+            }
+        },
+        "*" => match number()? {
+            -1 => Reply::Array(None),
+            n => Reply::Array(Some(
+                (0..n)
+                    .map(|_| read_reply(reader))
+                    .collect::<Result<_, _>>()?,
+            )),
+        },
+        _ => return Err(invalid(line)),
+    })
+}
