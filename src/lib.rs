@@ -100,6 +100,38 @@ pub mod __internals {
     pub fn map_len(cache: &LocalCache) -> usize {
         cache.map_len()
     }
+
+    /// A cache's write fences on their own, for the loom model of the fence pair that keeps an
+    /// absent-key fill from outliving an invalidate (`loom-tests/tests/fence_pair.rs`).
+    pub struct Fences(crate::local::WriteFences);
+
+    impl Default for Fences {
+        fn default() -> Self {
+            Self(crate::local::WriteFences::new())
+        }
+    }
+
+    impl Fences {
+        /// What a fill records before its I/O.
+        pub fn ticket(&self, key: &str) -> crate::FillTicket {
+            let stripe = self.0.stripe_of(key);
+            crate::FillTicket {
+                generation: 0,
+                stripe,
+                fence: self.0.read(stripe),
+            }
+        }
+
+        /// A write's announcement (with its `SeqCst` fence), as `set` and `invalidate` make it.
+        pub fn advance(&self, key: &str) {
+            self.0.advance(key);
+        }
+
+        /// The fill's check: no write announced since the ticket.
+        pub fn unchanged_since(&self, ticket: &crate::FillTicket) -> bool {
+            self.0.unchanged_since(ticket)
+        }
+    }
 }
 
 #[cfg(doctest)]

@@ -13,11 +13,11 @@
 //! re-reads the counter; the writer advances the counter, fences, then removes the key. Of two
 //! such "store; fence; load" sequences at least one load sees the other's store: either the
 //! fill sees the advance and withdraws its entry, or the writer sees and removes the entry.
-//! Modelled in `loom-tests/tests/fill_vs_invalidate.rs`. That model runs over the facade's
-//! lock-based map stand-in, which checks the protocol's logic (check inside `compute`, pending
-//! entries, withdrawal) but is too strong to show why the fences are needed: papaya's removal of
-//! an absent key is a plain read, which a lock cannot exhibit. The fence argument is the one
-//! above.
+//! Modelled twice: `loom-tests/tests/fill_vs_invalidate.rs` runs the whole protocol over the
+//! facade's lock-based map (its logic: the check inside `compute`, unpublished entries,
+//! withdrawal), and `loom-tests/tests/fence_pair.rs` runs these fences against a one-key model
+//! of papaya (release insert, plain-load removal of an absent key), where removing either fence
+//! lets loom find the interleaving in which both sides miss each other.
 //!
 //! Stripes are shared by hash, so a write to one flag can refuse a concurrent fill of another
 //! flag of the same stripe: a spurious miss, never a wrong answer.

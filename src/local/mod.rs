@@ -24,7 +24,7 @@ use crate::cache::{CacheStats, CachedFlag, FlagCache};
 use crate::flag::{FlagDefinition, FlagId};
 use crate::sync::AtomicUsize;
 use crate::time::{Clock, duration_to_ticks};
-use fences::WriteFences;
+pub(crate) use fences::WriteFences;
 use snapshots::Snapshots;
 use stats::Stats;
 use std::collections::HashMap;
