@@ -2,8 +2,8 @@
 //! while a read costs two plain loads more than a bare map lookup.
 //!
 //! The cache owns two [`Generation`] buffers (the second's table and ring are allocated as the
-//! first swap fills it) and one
-//! atomic word, [`Active`]: which buffer is current and its generation number. A swap (one at a
+//! first swap fills it) and one atomic word, [`Active`]: which buffer is current and its
+//! generation number. A swap (one at a
 //! time, under a lock) empties the idle buffer, fills it with the new set tagged with the next
 //! number, publishes it by storing the word, then empties the buffer it replaced.
 //!
