@@ -13,12 +13,12 @@ pub(crate) use std::sync::{Arc, Weak};
 #[cfg(not(flagcache_loom))]
 pub(crate) use std::sync::Mutex;
 #[cfg(not(flagcache_loom))]
-pub(crate) use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
+pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 #[cfg(flagcache_loom)]
 pub(crate) use loom::sync::Mutex;
 #[cfg(flagcache_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
+pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 pub(crate) use crossbeam_utils::CachePadded;
 

@@ -8,14 +8,17 @@ use super::fences::{FillTicket, WriteFences};
 use super::ring::{ClockRing, SlotId, Verdict};
 use super::stats::{Counter, Stats};
 use crate::flag::{FlagDefinition, FlagId};
-use crate::sync::{Arc, AtomicU8, AtomicU64, ConcurrentMap, MapOp, MapOutcome, Ordering, fence};
+use crate::sync::{Arc, AtomicU64, ConcurrentMap, MapOp, MapOutcome, Ordering, fence};
 use crate::time::Ticks;
-
-/// The CLOCK counter saturates here: a hot entry stops writing it.
-const MAX_REFS: u8 = 3;
+use std::time::Instant;
 
 /// The published bit of `Entry::state`, above the 32-bit generation tag.
 const PUBLISHED: u64 = 1 << 32;
+/// One CLOCK reference in `Entry::state`: a 2-bit counter above the published bit.
+const REF: u64 = 1 << 33;
+const REFS_MASK: u64 = 0b11 << 33;
+/// The counter saturates here: a hot entry stops writing it.
+const MAX_REFS: u64 = REFS_MASK;
 
 /// One cached definition. A write replaces the whole value (carrying its counters over) and
 /// keeps the slot. The fields a read needs come first, so one cache line serves a hit.
@@ -23,15 +26,17 @@ pub(crate) struct Entry {
     pub(crate) def: Arc<FlagDefinition>,
     /// Served as fresh before this.
     pub(crate) expires_at: Ticks,
-    /// The generation the entry was written for (`Active::tag`, low 32 bits) and whether it
-    /// is published (`PUBLISHED`, false only for a fill not yet validated against its write
-    /// fence). One word, so a reader checks both with one load: it serves only `tag | PUBLISHED`.
+    /// The generation the entry was written for (`Active::tag`, low 32 bits), whether it is
+    /// published (`PUBLISHED`, false only for a fill not yet validated against its write
+    /// fence), and its GCLOCK counter (`REFS_MASK`: bumped by reads up to the maximum,
+    /// decremented by the hand). One word, so a reader checks visibility with one load; every
+    /// change is a read-modify-write, so none overwrites another.
     state: AtomicU64,
-    /// The GCLOCK counter: bumped by reads up to `MAX_REFS`, decremented by the hand.
-    refs: AtomicU8,
     /// Owned reads served from this entry (and the entries it replaced).
     hits: AtomicU64,
-    pub(crate) cached_at: Ticks,
+    /// When the entry was written, as the `Instant` owned reads hand out (converted once, at
+    /// write time, rather than on every hit).
+    pub(crate) cached_at: Instant,
     pub(crate) slot: SlotId,
 }
 
@@ -39,7 +44,7 @@ impl Entry {
     /// True when readers of generation `tag` may see this entry.
     #[inline]
     pub(crate) fn visible_in(&self, tag: u32) -> bool {
-        self.state.load(Ordering::Acquire) == u64::from(tag) | PUBLISHED
+        self.state.load(Ordering::Acquire) & !REFS_MASK == u64::from(tag) | PUBLISHED
     }
 
     /// The generation tag the entry was written for.
@@ -55,10 +60,12 @@ impl Entry {
     /// Counts a reference for CLOCK; no write once the counter is saturated.
     #[inline]
     pub(crate) fn touch(&self) {
-        let r = self.refs.load(Ordering::Relaxed);
-        if r < MAX_REFS {
-            // A lost update under a race is fine: the counter is a hint.
-            self.refs.store(r + 1, Ordering::Relaxed);
+        let s = self.state.load(Ordering::Relaxed);
+        if s & REFS_MASK < MAX_REFS {
+            // One attempt: losing the race to another reader's bump is as good.
+            let _ =
+                self.state
+                    .compare_exchange_weak(s, s + REF, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 
@@ -77,20 +84,31 @@ impl Entry {
 
     /// The hand's question: spare (and decrement) a referenced entry, evict the others.
     fn age(&self) -> Verdict {
-        let r = self.refs.load(Ordering::Relaxed);
-        if r == 0 {
+        let s = self.state.load(Ordering::Relaxed);
+        if s & REFS_MASK == 0 {
             Verdict::Evict
         } else {
-            self.refs.store(r - 1, Ordering::Relaxed);
+            // A lost race (a reader's bump) leaves the counter higher: the entry was read.
+            let _ = self
+                .state
+                .compare_exchange(s, s - REF, Ordering::Relaxed, Ordering::Relaxed);
             Verdict::Spare
         }
+    }
+
+    /// The counters a replacing entry carries over: the CLOCK references and the hit count.
+    fn carried(&self) -> (u64, u64) {
+        (
+            self.state.load(Ordering::Relaxed) & REFS_MASK,
+            self.hits.load(Ordering::Relaxed),
+        )
     }
 }
 
 /// What a new entry is stamped with: its times and its generation's tag.
 #[derive(Clone, Copy)]
 pub(crate) struct Stamp {
-    pub(crate) cached_at: Ticks,
+    pub(crate) cached_at: Instant,
     pub(crate) expires_at: Ticks,
     pub(crate) tag: u32,
 }
@@ -101,14 +119,14 @@ impl Stamp {
         def: Arc<FlagDefinition>,
         slot: SlotId,
         published: bool,
-        carried: (u8, u64),
+        (refs, hits): (u64, u64),
     ) -> Entry {
+        let published = if published { PUBLISHED } else { 0 };
         Entry {
             def,
             expires_at: self.expires_at,
-            state: AtomicU64::new(u64::from(self.tag) | if published { PUBLISHED } else { 0 }),
-            refs: AtomicU8::new(carried.0),
-            hits: AtomicU64::new(carried.1),
+            state: AtomicU64::new(u64::from(self.tag) | published | refs),
+            hits: AtomicU64::new(hits),
             cached_at: self.cached_at,
             slot,
         }
@@ -201,10 +219,7 @@ impl Generation {
                 Some(_) if !writer.may_install() => MapOp::Abort(Present::Overtaken),
                 Some(e) => {
                     kept = Some(e.slot);
-                    let carried = (
-                        e.refs.load(Ordering::Relaxed),
-                        e.hits.load(Ordering::Relaxed),
-                    );
+                    let carried = e.carried();
                     MapOp::Insert(stamp.entry(Arc::clone(&def), e.slot, true, carried))
                 }
             });

@@ -114,7 +114,7 @@ impl LocalCache {
     fn cached_flag(&self, e: &Entry) -> CachedFlag {
         CachedFlag {
             definition: Arc::clone(&e.def),
-            cached_at: self.clock.instant_at_or_start(e.cached_at),
+            cached_at: e.cached_at,
             expires_at: self.clock.instant_at(e.expires_at),
             hit_count: e.record_hit(),
         }

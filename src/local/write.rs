@@ -32,10 +32,10 @@ impl LocalCache {
                 "a TTL of zero would expire the entry at once",
             ));
         }
-        let cached_at = self.clock.now();
+        let now = self.clock.now();
         Ok(Stamp {
-            cached_at,
-            expires_at: cached_at.saturating_add(duration_to_ticks(ttl)),
+            cached_at: self.clock.instant_at_or_start(now),
+            expires_at: now.saturating_add(duration_to_ticks(ttl)),
             tag: a.tag(),
         })
     }
