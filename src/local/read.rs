@@ -22,7 +22,8 @@ const READ_ATTEMPTS: usize = 8;
 enum Lookup<R> {
     Hit(R),
     Miss,
-    Expired(SlotId),
+    /// Found past its TTL in the buffer of this snapshot.
+    Expired(SlotId, Active),
     /// A swap overlapped the lookup: try again on the new snapshot.
     Retry,
 }
@@ -43,7 +44,7 @@ impl LocalCache {
             if !e.visible_in(a.tag()) {
                 Lookup::Miss
             } else if e.expires_at <= now {
-                Lookup::Expired(e.slot)
+                Lookup::Expired(e.slot, a)
             } else if !self.snapshots.still(a) {
                 Lookup::Retry
             } else {
@@ -91,11 +92,8 @@ impl LocalCache {
                     return Some(r);
                 }
                 Lookup::Miss => break,
-                Lookup::Expired(slot) => {
-                    let buffer = self.snapshots.buffer(self.snapshots.active());
-                    if buffer.remove_expired(id, slot, now) {
-                        self.stats.add(Counter::Expirations, 1);
-                    }
+                Lookup::Expired(slot, a) => {
+                    self.expire(a, id, slot, now);
                     break;
                 }
                 Lookup::Retry => {
@@ -106,6 +104,13 @@ impl LocalCache {
         }
         self.stats.miss();
         None
+    }
+
+    /// Removes an entry a read found expired, from the buffer it was found in (lazy expiry).
+    fn expire(&self, a: Active, id: &str, slot: SlotId, now: Ticks) {
+        if self.snapshots.buffer(a).remove_expired(id, slot, now) {
+            self.stats.add(Counter::Expirations, 1);
+        }
     }
 
     /// The owned answer for an entry: one `Arc` clone and one relaxed add; the times are
@@ -157,11 +162,7 @@ impl LocalCache {
                         out.insert(id.clone(), flag);
                     }
                     Lookup::Miss => {}
-                    Lookup::Expired(slot) => {
-                        if buffer.remove_expired(id.as_str(), slot, now) {
-                            self.stats.add(Counter::Expirations, 1);
-                        }
-                    }
+                    Lookup::Expired(slot, a) => self.expire(a, id.as_str(), slot, now),
                     Lookup::Retry => continue 'attempt,
                 }
             }
