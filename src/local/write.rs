@@ -76,13 +76,17 @@ impl LocalCache {
                 def.id
             )));
         }
-        // Validates the TTL before anything is announced.
-        self.stamp(ttl, self.snapshots.active())?;
+        // Stamped (and the TTL validated) before anything is announced; a repeat after a swap
+        // only retags it for the new generation.
+        let stamp = self.stamp(ttl, self.snapshots.active())?;
         // Announce the write before touching the map, so fills that started earlier are dropped.
         self.fences.advance(id.as_str());
-        let written = self.on_active(|buffer, a| match self.stamp(ttl, a) {
-            Ok(stamp) => buffer.write(id, Arc::clone(&def), stamp, Writer::Set, &self.stats),
-            Err(_) => WriteResult::Dropped,
+        let written = self.on_active(|buffer, a| {
+            let stamp = Stamp {
+                tag: a.tag(),
+                ..stamp
+            };
+            buffer.write(id, Arc::clone(&def), stamp, Writer::Set, &self.stats)
         });
         match written.unwrap_or(WriteResult::Dropped) {
             WriteResult::Stored | WriteResult::Dropped => {
