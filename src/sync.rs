@@ -10,6 +10,8 @@
 
 pub(crate) use std::sync::{Arc, Weak};
 
+use std::cell::Cell;
+
 #[cfg(not(flagcache_loom))]
 pub(crate) use std::sync::Mutex;
 #[cfg(not(flagcache_loom))]
@@ -22,7 +24,7 @@ pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 pub(crate) use crossbeam_utils::CachePadded;
 
-pub(crate) use map::{ConcurrentMap, MapOp, MapOutcome};
+pub(crate) use map::{ConcurrentMap, MapGuard, MapOp, MapOutcome};
 
 /// A hint inside a retry loop; under loom it yields so the model can schedule another thread.
 #[inline]
@@ -43,7 +45,31 @@ pub(crate) const OWNED_STRIPES: usize = 64;
 /// exits, and the list's lock orders the old owner's last count before the new owner's first.
 #[inline]
 pub(crate) fn owned_stripe() -> Option<usize> {
-    LEASE.try_with(|lease| lease.0).ok().flatten()
+    // The answer is cached in a const-initialized `Cell` without a destructor: reading it is one
+    // thread-local load, where the lease itself (it has a destructor) costs a lazy-init check.
+    match STRIPE.with(Cell::get) {
+        UNASSIGNED => assign_stripe(),
+        SHARED => None,
+        index_plus_one => Some(usize::from(index_plus_one) - 1),
+    }
+}
+
+/// `STRIPE` before the thread's first count.
+const UNASSIGNED: u8 = 0;
+/// `STRIPE` for a thread that counts on the shared stripe.
+const SHARED: u8 = u8::MAX;
+const _: () = assert!(OWNED_STRIPES < SHARED as usize);
+
+#[cold]
+fn assign_stripe() -> Option<usize> {
+    match LEASE.try_with(|lease| lease.0) {
+        Ok(owned) => {
+            STRIPE.with(|s| s.set(owned.map_or(SHARED, |i| i as u8 + 1)));
+            owned
+        }
+        // The lease is already gone (thread teardown): count on the shared stripe.
+        Err(_) => None,
+    }
 }
 
 struct StripeLease(Option<usize>);
@@ -64,6 +90,9 @@ impl Drop for StripeLease {
         // models use fewer threads than stripes, so nothing needs returning there.
         #[cfg(not(flagcache_loom))]
         if let Some(i) = self.0 {
+            // Counts this thread makes from now on (other destructors) go to the shared
+            // stripe, before the index can pass to another thread.
+            STRIPE.with(|s| s.set(SHARED));
             stripe_pool::with(|free, _| free.push(i));
         }
     }
@@ -71,10 +100,12 @@ impl Drop for StripeLease {
 
 #[cfg(not(flagcache_loom))]
 std::thread_local! {
+    static STRIPE: Cell<u8> = const { Cell::new(UNASSIGNED) };
     static LEASE: StripeLease = StripeLease::acquire();
 }
 #[cfg(flagcache_loom)]
 loom::thread_local! {
+    static STRIPE: Cell<u8> = Cell::new(UNASSIGNED);
     static LEASE: StripeLease = StripeLease::acquire();
 }
 
@@ -131,12 +162,17 @@ mod map {
         Aborted(T),
     }
 
-    /// A concurrent `FlagId -> V` map. Reads hand out references only inside a closure, so no
-    /// guard escapes (and none can be held across an `.await`).
+    /// A concurrent `FlagId -> V` map. Reads hand out references inside a closure, or tied to
+    /// a [`MapGuard`] the hot read path pins itself (a guard is `!Send`, so none is held across
+    /// an `.await` of a `Send` future).
     #[cfg(not(flagcache_loom))]
     pub(crate) struct ConcurrentMap<V> {
         inner: papaya::HashMap<FlagId, V, foldhash::fast::RandomState>,
     }
+
+    /// Keeps what a reader found in one [`ConcurrentMap`] alive while it is pinned.
+    #[cfg(not(flagcache_loom))]
+    pub(crate) struct MapGuard<'m, V>(papaya::LocalGuard<'m>, std::marker::PhantomData<&'m V>);
 
     #[cfg(not(flagcache_loom))]
     impl<V: Send + Sync> ConcurrentMap<V> {
@@ -157,6 +193,18 @@ mod map {
         pub(crate) fn read<R>(&self, key: &str, f: impl FnOnce(&V) -> R) -> Option<R> {
             let guard = self.inner.guard();
             self.inner.get(key, &guard).map(f)
+        }
+
+        /// Pins this map for [`get`](Self::get).
+        #[inline]
+        pub(crate) fn guard(&self) -> MapGuard<'_, V> {
+            MapGuard(self.inner.guard(), std::marker::PhantomData)
+        }
+
+        /// The value of `key`, alive while `guard` (pinned on this map) is.
+        #[inline]
+        pub(crate) fn get<'g>(&self, key: &str, guard: &'g MapGuard<'_, V>) -> Option<&'g V> {
+            self.inner.get(key, &guard.0)
         }
 
         /// Atomically decides on the current value of `key`. `f` may run more than once (on a
@@ -219,6 +267,12 @@ mod map {
         inner: loom::sync::RwLock<std::collections::BTreeMap<FlagId, V>>,
     }
 
+    /// The read lock stands in for papaya's pin.
+    #[cfg(flagcache_loom)]
+    pub(crate) struct MapGuard<'m, V>(
+        loom::sync::RwLockReadGuard<'m, std::collections::BTreeMap<FlagId, V>>,
+    );
+
     #[cfg(flagcache_loom)]
     impl<V: Send + Sync> ConcurrentMap<V> {
         pub(crate) fn with_capacity(_capacity: usize) -> Self {
@@ -247,6 +301,14 @@ mod map {
 
         pub(crate) fn read<R>(&self, key: &str, f: impl FnOnce(&V) -> R) -> Option<R> {
             self.read_lock().get(key).map(f)
+        }
+
+        pub(crate) fn guard(&self) -> MapGuard<'_, V> {
+            MapGuard(self.read_lock())
+        }
+
+        pub(crate) fn get<'g>(&self, key: &str, guard: &'g MapGuard<'_, V>) -> Option<&'g V> {
+            guard.0.get(key)
         }
 
         pub(crate) fn compute<T>(

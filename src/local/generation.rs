@@ -41,10 +41,10 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    /// True when readers of generation `tag` may see this entry.
+    /// The state word, loaded once for a read's visibility check and its CLOCK touch.
     #[inline]
-    pub(crate) fn visible_in(&self, tag: u32) -> bool {
-        self.state.load(Ordering::Acquire) & !REFS_MASK == u64::from(tag) | PUBLISHED
+    pub(crate) fn state(&self) -> State {
+        State(self.state.load(Ordering::Acquire))
     }
 
     /// The generation tag the entry was written for.
@@ -57,10 +57,11 @@ impl Entry {
         self.state.fetch_or(PUBLISHED, Ordering::Release);
     }
 
-    /// Counts a reference for CLOCK; no write once the counter is saturated.
+    /// Counts a reference for CLOCK, given the state the reader loaded; no write once the
+    /// counter is saturated.
     #[inline]
-    pub(crate) fn touch(&self) {
-        let s = self.state.load(Ordering::Relaxed);
+    pub(crate) fn touch(&self, seen: State) {
+        let s = seen.0;
         if s & REFS_MASK < MAX_REFS {
             // One attempt: losing the race to another reader's bump is as good.
             let _ =
@@ -102,6 +103,18 @@ impl Entry {
             self.state.load(Ordering::Relaxed) & REFS_MASK,
             self.hits.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// An entry's state word as one read loaded it.
+#[derive(Clone, Copy)]
+pub(crate) struct State(u64);
+
+impl State {
+    /// True when readers of generation `tag` may see the entry.
+    #[inline]
+    pub(crate) fn visible_in(self, tag: u32) -> bool {
+        self.0 & !REFS_MASK == u64::from(tag) | PUBLISHED
     }
 }
 
