@@ -17,6 +17,16 @@ pub enum ErrorKind {
     CapacityExceeded,
     /// A write carried a lower version than the one already cached, and was refused.
     StaleVersion,
+    /// A backend (Redis) could not be reached or the connection broke.
+    Unavailable,
+    /// A backend did not answer within its timeout.
+    Timeout,
+    /// A backend answered with an error (a refused password, a key of the wrong type, a
+    /// failed script).
+    Backend,
+    /// A stored value is not a valid definition of the flag it is stored under (garbage bytes,
+    /// wrong JSON, an oversized value, another flag's definition).
+    Corrupt,
 }
 
 /// The error returned by constructors, builders and the `try_*` methods.
@@ -44,7 +54,6 @@ impl Error {
         Self::new(ErrorKind::InvalidConfig, message)
     }
 
-    #[allow(dead_code)] // used by the L2 and L3 layers
     pub(crate) fn with_source(
         mut self,
         source: impl std::error::Error + Send + Sync + 'static,
@@ -63,6 +72,11 @@ impl Error {
         self.kind == ErrorKind::StaleVersion
     }
 
+    /// True when a backend timed out or could not be reached: worth a retry later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.kind, ErrorKind::Unavailable | ErrorKind::Timeout)
+    }
+
     /// True when the error comes from configuration (fix the builder call, not the data).
     pub fn is_config(&self) -> bool {
         self.kind == ErrorKind::InvalidConfig
@@ -76,6 +90,10 @@ impl fmt::Display for Error {
             ErrorKind::InvalidConfig => "invalid configuration",
             ErrorKind::CapacityExceeded => "capacity exceeded",
             ErrorKind::StaleVersion => "stale version refused",
+            ErrorKind::Unavailable => "backend unavailable",
+            ErrorKind::Timeout => "backend timed out",
+            ErrorKind::Backend => "backend error",
+            ErrorKind::Corrupt => "corrupt stored value",
         };
         write!(f, "{what}: {}", self.message)
     }

@@ -70,6 +70,8 @@ mod error;
 mod evaluate;
 mod flag;
 mod local;
+#[cfg(all(feature = "redis", not(flagcache_loom)))]
+mod redis;
 mod sync;
 mod time;
 
@@ -78,6 +80,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use evaluate::*;
 pub use flag::*;
 pub use local::{CleanupTask, FillOutcome, FillTicket, LocalCache, LocalCacheBuilder, StaleFlag};
+#[cfg(all(feature = "redis", not(flagcache_loom)))]
+pub use redis::{RedisCache, RedisCacheBuilder, RedisStats, SetManyOutcome};
 pub use time::{Clock, MockClock};
 
 /// Internals for the fuzz targets and loom models; not part of the API.

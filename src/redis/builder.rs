@@ -1,0 +1,143 @@
+//! [`RedisCacheBuilder`]: the connection and policy settings of a [`RedisCache`], checked at
+//! `build()`.
+
+use super::RedisCache;
+use super::codec::DEFAULT_MAX_VALUE_BYTES;
+use super::keys::Keys;
+use crate::error::{Error, Result};
+use redis::IntoConnectionInfo;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::io::tcp::TcpSettings;
+use std::time::Duration;
+
+/// Default bound on one request: an L2 read that takes longer is a miss.
+pub(crate) const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(50);
+/// Default bound on one connection attempt (made in the background of the calls).
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
+/// Default TTL of stored definitions.
+pub(crate) const DEFAULT_L2_TTL: Duration = Duration::from_secs(10 * 60);
+/// Default number of keys `clear` asks `SCAN` for (and removes with one `UNLINK`) per batch.
+pub(crate) const DEFAULT_SCAN_BATCH: usize = 500;
+
+/// Configures a [`RedisCache`]; see [`RedisCache::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct RedisCacheBuilder {
+    url: String,
+    prefix: String,
+    default_ttl: Duration,
+    response_timeout: Duration,
+    connect_timeout: Duration,
+    max_value_bytes: usize,
+    scan_batch: usize,
+}
+
+impl RedisCacheBuilder {
+    pub(super) fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            prefix: "flagcache".to_owned(),
+            default_ttl: DEFAULT_L2_TTL,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            scan_batch: DEFAULT_SCAN_BATCH,
+        }
+    }
+
+    /// The key prefix: keys are `{prefix}:flag:{id}` (default `flagcache`). No glob characters
+    /// (`* ? [ ] \`), whitespace or control characters; at most 128 bytes.
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        prefix.clone_into(&mut self.prefix);
+        self
+    }
+
+    /// TTL of a write that gives none (default 10 minutes). Not zero.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// The most one request may take, waiting for a connection included (default 50 ms):
+    /// past it the call fails with a timeout (a miss through [`FlagCache`](crate::FlagCache)).
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// The most one connection attempt may take (default 100 ms). Attempts run while calls
+    /// wait at most their response timeout; a broken connection is re-made on the next call.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The largest value read or written (default 256 KiB); a larger stored value is a
+    /// decode error, a larger definition is refused before it is sent.
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.max_value_bytes = bytes;
+        self
+    }
+
+    /// Keys per `SCAN`/`UNLINK` batch of [`RedisCache::try_clear`] (default 500).
+    pub fn scan_batch(mut self, keys: usize) -> Self {
+        self.scan_batch = keys;
+        self
+    }
+
+    /// Checks the settings and creates the cache. It connects lazily, on the first call, so
+    /// building succeeds while Redis is down (calls fail fast until it is back); use
+    /// [`RedisCache::try_ping`] to check the connection and credentials at start-up.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) for a URL that does not
+    /// parse (or asks for TLS without the `redis-tls` feature), a bad prefix, a zero TTL,
+    /// timeout, size limit or batch, or when called outside a tokio runtime.
+    pub fn build(self) -> Result<RedisCache> {
+        let keys = Keys::new(&self.prefix)?;
+        for (what, d) in [
+            ("default_ttl", self.default_ttl),
+            ("response_timeout", self.response_timeout),
+            ("connect_timeout", self.connect_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(Error::invalid_config(format!("{what} is zero")));
+            }
+        }
+        if self.max_value_bytes == 0 || self.scan_batch == 0 {
+            return Err(Error::invalid_config(
+                "max_value_bytes and scan_batch must be above zero",
+            ));
+        }
+        let info = self
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| Error::invalid_config(format!("bad Redis URL: {e}")).with_source(e))?
+            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info)
+            .map_err(|e| Error::invalid_config(format!("bad Redis URL: {e}")).with_source(e))?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::invalid_config(
+                "RedisCache must be built inside a tokio runtime (its connection runs on it)",
+            ));
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout))
+            // One attempt per reconnect: a call never waits out a backoff; the next call after
+            // a failed attempt starts another.
+            .set_number_of_retries(0);
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
+            Error::invalid_config(format!("cannot set up the Redis connection: {e}")).with_source(e)
+        })?;
+        Ok(RedisCache::from_parts(
+            conn,
+            keys,
+            self.default_ttl,
+            self.response_timeout,
+            self.max_value_bytes,
+            self.scan_batch,
+        ))
+    }
+}

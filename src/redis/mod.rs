@@ -1,0 +1,580 @@
+//! L2: [`RedisCache`], the layer a fleet of instances shares.
+//!
+//! One multiplexed connection (`redis::aio::ConnectionManager`, re-made after it breaks)
+//! carries every call; each request is bounded by the response timeout, so a dead or stalled
+//! Redis costs a caller at most that long. Keys are `{prefix}:flag:{id}` (`keys`), values the
+//! definition's JSON (`codec`), writes go through a version-guard script (`script`), and the
+//! counters are kept on the client (`stats`).
+
+mod builder;
+mod codec;
+mod keys;
+mod script;
+mod stats;
+
+pub use builder::RedisCacheBuilder;
+pub use stats::RedisStats;
+
+use crate::cache::{CacheStats, CachedFlag, FlagCache};
+use crate::error::{Error, ErrorKind, Result};
+use crate::flag::{FlagDefinition, FlagId};
+use crate::sync::{Arc, AtomicU64, Ordering};
+use keys::Keys;
+use redis::aio::ConnectionManager;
+use redis::{FromRedisValue, Pipeline, Value};
+use stats::{Counters, add};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// A [`FlagCache`] on Redis, shared by every instance that uses the same prefix.
+///
+/// Through the trait, failures are misses (counted, and logged through `tracing` when Redis
+/// goes away and comes back); the `try_*` methods return them. Build it inside a tokio
+/// runtime; it connects on first use and reconnects by itself.
+///
+/// ```no_run
+/// # async fn demo() -> flagcache::Result<()> {
+/// use flagcache::{FlagCache, FlagDefinition, FlagId, RedisCache};
+/// use std::time::Duration;
+///
+/// let l2 = RedisCache::new("redis://127.0.0.1:6379", "myapp", Duration::from_secs(300))?;
+/// l2.try_ping().await?; // optional: fail fast on a wrong address or password
+/// let id = FlagId::new("checkout.new-flow");
+/// l2.set(&id, FlagDefinition::new_boolean("checkout.new-flow", "New checkout", true)?, None).await;
+/// assert!(l2.get(&id).await.is_some());
+/// # Ok(()) }
+/// ```
+pub struct RedisCache {
+    conn: ConnectionManager,
+    keys: Keys,
+    default_ttl: Duration,
+    timeout: Duration,
+    max_value_bytes: usize,
+    scan_batch: usize,
+    counters: Counters,
+    /// 1 while the last request reached Redis, 0 after one failed: warnings are logged on the
+    /// change, not for every failed call of an outage.
+    reachable: AtomicU64,
+}
+
+impl std::fmt::Debug for RedisCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCache")
+            .field("prefix", &self.keys.prefix())
+            .field("default_ttl", &self.default_ttl)
+            .field("response_timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`RedisCache::try_set_many`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SetManyOutcome {
+    /// Definitions stored.
+    pub stored: usize,
+    /// Definitions refused by the version guard (a higher version was stored).
+    pub refused: usize,
+}
+
+impl RedisCache {
+    /// A cache on the Redis at `url` (`redis://[user:password@]host[:port][/db]`, or
+    /// `rediss://` with the `redis-tls` feature) with keys `{prefix}:flag:{id}` and
+    /// `default_ttl`; the other settings are [`RedisCacheBuilder`]'s defaults.
+    ///
+    /// # Errors
+    /// See [`RedisCacheBuilder::build`].
+    pub fn new(url: &str, prefix: &str, default_ttl: Duration) -> Result<Self> {
+        Self::builder(url)
+            .prefix(prefix)
+            .default_ttl(default_ttl)
+            .build()
+    }
+
+    /// A builder for the Redis at `url`.
+    pub fn builder(url: &str) -> RedisCacheBuilder {
+        RedisCacheBuilder::new(url)
+    }
+
+    fn from_parts(
+        conn: ConnectionManager,
+        keys: Keys,
+        default_ttl: Duration,
+        timeout: Duration,
+        max_value_bytes: usize,
+        scan_batch: usize,
+    ) -> Self {
+        Self {
+            conn,
+            keys,
+            default_ttl,
+            timeout,
+            max_value_bytes,
+            scan_batch,
+            counters: Counters::default(),
+            reachable: AtomicU64::new(1),
+        }
+    }
+
+    /// The key `id` is stored under: `{prefix}:flag:{id}`.
+    pub fn key_of(&self, id: &FlagId) -> String {
+        self.keys.key(id)
+    }
+
+    /// Decodes a value as this crate stores it under `id`'s key: a valid definition of `id`,
+    /// as JSON, at most `max_len` bytes. For tools that read the keys directly.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Corrupt`] for anything else.
+    pub fn decode_value(id: &FlagId, bytes: &[u8], max_len: usize) -> Result<FlagDefinition> {
+        codec::decode(id, bytes, max_len)
+    }
+
+    /// Client-side counters.
+    pub fn redis_stats(&self) -> RedisStats {
+        self.counters.snapshot()
+    }
+
+    /// One `PING`: checks the address, the credentials and that Redis answers in time.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unavailable`], [`ErrorKind::Timeout`], or [`ErrorKind::Backend`] (a refused
+    /// password, say).
+    pub async fn try_ping(&self) -> Result<()> {
+        let reply: String = self.request(&redis::cmd("PING")).await?;
+        if reply == "PONG" {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Backend,
+                format!("PING answered {reply:?}"),
+            ))
+        }
+    }
+
+    /// The definition stored under `id`, or `None`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Corrupt`] when the stored value is not a valid definition of `id`
+    /// (counted as a decode error and a miss); connection errors and timeouts.
+    pub async fn try_get(&self, id: &FlagId) -> Result<Option<CachedFlag>> {
+        let got: Result<Option<Vec<u8>>> =
+            self.request(redis::cmd("GET").arg(self.keys.key(id))).await;
+        let bytes = match got {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                add(&self.counters.misses, 1);
+                // A key of another type: what it holds is not a definition.
+                return Err(
+                    if e.kind() == ErrorKind::Backend && e.to_string().contains("WRONGTYPE") {
+                        self.decode_error(Error::new(
+                            ErrorKind::Corrupt,
+                            format!("flag `{id}`: {e}"),
+                        ))
+                    } else {
+                        e
+                    },
+                );
+            }
+        };
+        match bytes.map(|b| codec::decode(id, &b, self.max_value_bytes)) {
+            None => {
+                add(&self.counters.misses, 1);
+                Ok(None)
+            }
+            Some(Ok(def)) => {
+                add(&self.counters.hits, 1);
+                Ok(Some(CachedFlag::new(Arc::new(def))))
+            }
+            Some(Err(e)) => {
+                add(&self.counters.misses, 1);
+                Err(self.decode_error(e))
+            }
+        }
+    }
+
+    /// The definitions stored under those `ids` that have one, with one `MGET`. A corrupt
+    /// value is left out (counted as a decode error and a miss) and the others are returned;
+    /// under `MGET` a key of another type reads as absent.
+    ///
+    /// # Errors
+    /// Connection errors and timeouts (every id counted as a miss).
+    pub async fn try_get_many(&self, ids: &[FlagId]) -> Result<HashMap<FlagId, CachedFlag>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let mut mget = redis::cmd("MGET");
+        for id in ids {
+            mget.arg(self.keys.key(id));
+        }
+        let values: Vec<Option<Vec<u8>>> = match self.request(&mget).await {
+            Ok(values) => values,
+            Err(e) => {
+                add(&self.counters.misses, ids.len() as u64);
+                return Err(e);
+            }
+        };
+        let mut hits = 0;
+        for (id, value) in ids.iter().zip(values) {
+            let Some(bytes) = value else { continue };
+            match codec::decode(id, &bytes, self.max_value_bytes) {
+                Ok(def) => {
+                    hits += 1;
+                    out.insert(id.clone(), CachedFlag::new(Arc::new(def)));
+                }
+                Err(e) => {
+                    self.decode_error(e);
+                }
+            }
+        }
+        add(&self.counters.hits, hits);
+        add(&self.counters.misses, ids.len() as u64 - hits);
+        Ok(out)
+    }
+
+    /// Stores `def` under `id` for `ttl` (the default when `None`; at least 1 ms), unless
+    /// Redis holds a higher version of it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::StaleVersion`] when the version guard refused the write (counted);
+    /// [`ErrorKind::InvalidFlag`] when `id` is not `def.id` or the definition is over the size
+    /// limit; [`ErrorKind::InvalidConfig`] for a zero `ttl`; connection errors and timeouts.
+    pub async fn try_set(
+        &self,
+        id: &FlagId,
+        def: &FlagDefinition,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let write = self.prepare_write(id, def, ttl)?;
+        let stored: i64 = match self.request(&write.command(false)).await {
+            Err(e) if e.kind() == ErrorKind::Backend && write_needs_body(&e) => {
+                self.request(&write.command(true)).await?
+            }
+            other => other?,
+        };
+        if stored == 1 {
+            add(&self.counters.writes, 1);
+            Ok(())
+        } else {
+            add(&self.counters.stale_writes_refused, 1);
+            Err(stale(id))
+        }
+    }
+
+    /// Stores several definitions in one pipeline, each as [`try_set`](Self::try_set) would.
+    /// Definitions that fail the checks are not sent; the others are.
+    ///
+    /// # Errors
+    /// The first check that failed, else connection errors and timeouts. Refusals by the
+    /// version guard are not errors here: they are in the outcome (and counted).
+    pub async fn try_set_many(
+        &self,
+        flags: &[(FlagId, FlagDefinition)],
+        ttl: Option<Duration>,
+    ) -> Result<SetManyOutcome> {
+        let mut first_error = None;
+        let writes: Vec<Write> = flags
+            .iter()
+            .filter_map(|(id, def)| {
+                self.prepare_write(id, def, ttl)
+                    .map_err(|e| first_error.get_or_insert(e))
+                    .ok()
+            })
+            .collect();
+        let mut outcome = SetManyOutcome::default();
+        if !writes.is_empty() {
+            let replies = match self.pipeline_writes(&writes, false).await? {
+                replies
+                    if replies
+                        .iter()
+                        .any(|r| matches!(r, Err(e) if script::is_no_script(e))) =>
+                {
+                    // The server lost the script (a restart): send the batch again with its
+                    // body. Writes are idempotent under the guard, so the repeat is safe.
+                    self.pipeline_writes(&writes, true).await?
+                }
+                replies => replies,
+            };
+            for reply in replies {
+                match reply {
+                    Ok(1) => outcome.stored += 1,
+                    Ok(_) => outcome.refused += 1,
+                    Err(e) => {
+                        add(&self.counters.errors, 1);
+                        first_error.get_or_insert(
+                            Error::new(ErrorKind::Backend, e.to_string()).with_source(e),
+                        );
+                    }
+                }
+            }
+        }
+        add(&self.counters.writes, outcome.stored as u64);
+        add(&self.counters.stale_writes_refused, outcome.refused as u64);
+        first_error.map_or(Ok(outcome), Err)
+    }
+
+    /// Removes `id`'s key.
+    ///
+    /// # Errors
+    /// Connection errors and timeouts.
+    pub async fn try_invalidate(&self, id: &FlagId) -> Result<()> {
+        self.try_invalidate_many(std::slice::from_ref(id)).await
+    }
+
+    /// Removes the keys of `ids` with one `UNLINK`.
+    ///
+    /// # Errors
+    /// Connection errors and timeouts.
+    pub async fn try_invalidate_many(&self, ids: &[FlagId]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut unlink = redis::cmd("UNLINK");
+        for id in ids {
+            unlink.arg(self.keys.key(id));
+        }
+        let removed: u64 = self.request(&unlink).await?;
+        add(&self.counters.keys_removed, removed);
+        Ok(())
+    }
+
+    /// Removes every key of this cache's prefix (and only those): `SCAN MATCH
+    /// {prefix}:flag:*` and one `UNLINK` per batch. Returns how many keys it removed. Keys
+    /// written while it runs may survive it.
+    ///
+    /// # Errors
+    /// Connection errors and timeouts (keys removed before the failure stay removed).
+    pub async fn try_clear(&self) -> Result<u64> {
+        let pattern = self.keys.pattern();
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .request(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(self.scan_batch),
+                )
+                .await?;
+            if !keys.is_empty() {
+                let n: u64 = self.request(redis::cmd("UNLINK").arg(&keys)).await?;
+                removed += n;
+                add(&self.counters.keys_removed, n);
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Checks one write and makes its command's arguments.
+    fn prepare_write(
+        &self,
+        id: &FlagId,
+        def: &FlagDefinition,
+        ttl: Option<Duration>,
+    ) -> Result<Write> {
+        if def.id != *id {
+            return Err(Error::invalid_flag(format!(
+                "set under id `{id}` of a definition whose id is `{}`",
+                def.id
+            )));
+        }
+        let ttl = ttl.unwrap_or(self.default_ttl);
+        if ttl.is_zero() {
+            return Err(Error::invalid_config(
+                "a TTL of zero would expire the entry at once",
+            ));
+        }
+        Ok(Write {
+            key: self.keys.key(id),
+            value: codec::encode(def, self.max_value_bytes)?,
+            version: def.version,
+            // PX takes whole milliseconds; 0 is an error in Redis, so sub-millisecond TTLs
+            // round up.
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1),
+        })
+    }
+
+    async fn pipeline_writes(
+        &self,
+        writes: &[Write],
+        with_body: bool,
+    ) -> Result<Vec<redis::RedisResult<i64>>> {
+        let mut pipe = Pipeline::with_capacity(writes.len());
+        pipe.ignore_errors();
+        for w in writes {
+            pipe.add_command(w.command(with_body));
+        }
+        let values: Vec<Value> = self
+            .round_trip(pipe.query_async(&mut self.conn.clone()))
+            .await?;
+        Ok(values
+            .into_iter()
+            .map(|v| match v {
+                // Kept as the server's error, so a NOSCRIPT is recognized.
+                Value::ServerError(e) => Err(e.into()),
+                v => i64::from_redis_value(v).map_err(Into::into),
+            })
+            .collect())
+    }
+
+    /// Sends one command and converts its reply.
+    async fn request<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        self.round_trip(cmd.query_async(&mut self.conn.clone()))
+            .await
+    }
+
+    /// Runs one request under the response timeout, counting it and its failure.
+    async fn round_trip<T>(
+        &self,
+        request: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T> {
+        add(&self.counters.round_trips, 1);
+        let result = match tokio::time::timeout(self.timeout, request).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(self.classify(e)),
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("Redis did not answer within {:?}", self.timeout),
+            )),
+        };
+        match &result {
+            Err(e) if e.is_transient() => {
+                let counter = if e.kind() == ErrorKind::Timeout {
+                    &self.counters.timeouts
+                } else {
+                    &self.counters.errors
+                };
+                add(counter, 1);
+                if self.reachable.swap(0, Ordering::Relaxed) == 1 {
+                    tracing::warn!(error = %e, prefix = self.keys.prefix(), "Redis L2 unreachable; its reads are misses until it is back");
+                }
+            }
+            // A NOSCRIPT is answered by sending the script: part of a write, not a failure.
+            Err(e) if write_needs_body(e) => {}
+            Err(_) => add(&self.counters.errors, 1),
+            Ok(_) => {
+                if self.reachable.load(Ordering::Relaxed) == 0
+                    && self.reachable.swap(1, Ordering::Relaxed) == 0
+                {
+                    tracing::info!(prefix = self.keys.prefix(), "Redis L2 reachable again");
+                }
+            }
+        }
+        result
+    }
+
+    /// Maps a client error to the crate's kinds.
+    fn classify(&self, e: redis::RedisError) -> Error {
+        let kind = if e.is_timeout() {
+            ErrorKind::Timeout
+        } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+            ErrorKind::Unavailable
+        } else {
+            ErrorKind::Backend
+        };
+        let message = match e.kind() {
+            redis::ErrorKind::AuthenticationFailed => format!("Redis refused the credentials: {e}"),
+            _ => format!("Redis: {e}"),
+        };
+        Error::new(kind, message).with_source(e)
+    }
+
+    /// Counts and logs a stored value that did not decode; returns the error.
+    fn decode_error(&self, e: Error) -> Error {
+        add(&self.counters.decode_errors, 1);
+        tracing::warn!(error = %e, "corrupt value in Redis L2, treated as a miss");
+        e
+    }
+}
+
+/// One checked write.
+struct Write {
+    key: String,
+    value: Vec<u8>,
+    version: u64,
+    ttl_ms: u64,
+}
+
+impl Write {
+    fn command(&self, with_body: bool) -> redis::Cmd {
+        script::guarded_set(&self.key, &self.value, self.version, self.ttl_ms, with_body)
+    }
+}
+
+/// True when a write failed only because the server did not know the script.
+fn write_needs_body(e: &Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<redis::RedisError>())
+        .is_some_and(script::is_no_script)
+}
+
+fn stale(id: &FlagId) -> Error {
+    Error::new(
+        ErrorKind::StaleVersion,
+        format!("flag `{id}`: Redis holds a newer version than the write"),
+    )
+}
+
+fn report<T>(op: &str, result: Result<T>) {
+    match result {
+        // Transient failures were logged when Redis became unreachable; corrupt values when
+        // they were read.
+        Err(e) if !e.is_transient() && e.kind() != ErrorKind::Corrupt => {
+            tracing::warn!(error = %e, "RedisCache::{op} failed");
+        }
+        _ => {}
+    }
+}
+
+impl FlagCache for RedisCache {
+    async fn get(&self, flag_id: &FlagId) -> Option<CachedFlag> {
+        self.try_get(flag_id).await.unwrap_or(None)
+    }
+
+    async fn get_many(&self, flag_ids: &[FlagId]) -> HashMap<FlagId, CachedFlag> {
+        self.try_get_many(flag_ids).await.unwrap_or_default()
+    }
+
+    async fn set(&self, flag_id: &FlagId, flag: FlagDefinition, ttl: Option<Duration>) {
+        report("set", self.try_set(flag_id, &flag, ttl).await);
+    }
+
+    async fn set_many(&self, flags: Vec<(FlagId, FlagDefinition)>, ttl: Option<Duration>) {
+        report("set_many", self.try_set_many(&flags, ttl).await);
+    }
+
+    async fn invalidate(&self, flag_id: &FlagId) {
+        report("invalidate", self.try_invalidate(flag_id).await);
+    }
+
+    async fn invalidate_many(&self, flag_ids: &[FlagId]) {
+        report("invalidate_many", self.try_invalidate_many(flag_ids).await);
+    }
+
+    async fn clear(&self) {
+        report("clear", self.try_clear().await);
+    }
+
+    /// Hits, misses, writes, refusals and removed keys as counted by this client; `size` and
+    /// `capacity` are 0 (Redis holds other instances' keys too). See
+    /// [`RedisCache::redis_stats`] for errors, timeouts, decode errors and round trips.
+    async fn stats(&self) -> CacheStats {
+        let s = self.redis_stats();
+        CacheStats {
+            hits: s.hits,
+            misses: s.misses,
+            hit_rate: CacheStats::ratio(s.hits, s.misses),
+            inserts: s.writes,
+            invalidations: s.keys_removed,
+            stale_writes_refused: s.stale_writes_refused,
+            ..CacheStats::default()
+        }
+    }
+}

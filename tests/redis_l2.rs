@@ -1,0 +1,545 @@
+//! `RedisCache` against a real, private `redis-server` (see `tests/support/redis_server.rs`):
+//! the trait, the seed's key and value layout, round trips, `clear`'s reach, corrupt values,
+//! the version guard, TTLs, and faults (killed, restarted, paused, wrong password).
+
+#![cfg(feature = "redis")]
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use flagcache::{ErrorKind, FlagCache, FlagDefinition, FlagId, RedisCache};
+use redis_server::{RedisServer, Reply};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_millis(50);
+/// Scheduling slack allowed over the response timeout on a loaded 2-core machine.
+const MARGIN: Duration = Duration::from_millis(150);
+
+fn def(id: &str, version: u64) -> FlagDefinition {
+    let mut d = FlagDefinition::new_boolean(id, "A flag", true).unwrap();
+    d.version = version;
+    d
+}
+
+fn ids(n: usize) -> Vec<FlagId> {
+    (0..n)
+        .map(|i| FlagId::new(format!("flag-{i:03}")))
+        .collect()
+}
+
+fn cache(server: &RedisServer, prefix: &str) -> RedisCache {
+    RedisCache::builder(&server.url())
+        .prefix(prefix)
+        .response_timeout(TIMEOUT)
+        .build()
+        .unwrap()
+}
+
+fn bulk(reply: Reply) -> Option<Vec<u8>> {
+    match reply {
+        Reply::Bulk(b) => b,
+        other => panic!("expected a bulk string, got {other:?}"),
+    }
+}
+
+/// Calls of `command` the server counted (`INFO commandstats`).
+fn server_calls(server: &RedisServer, command: &str) -> u64 {
+    let info = bulk(server.command(&["INFO", "commandstats"])).unwrap();
+    let info = String::from_utf8(info).unwrap();
+    let needle = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_trait_method_works_on_the_seed_layout() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let l2 = cache(&server, "tachikoma");
+    let id = FlagId::new("checkout.new-flow");
+    let d = def("checkout.new-flow", 3);
+
+    assert!(l2.get(&id).await.is_none());
+    l2.set(&id, d.clone(), None).await;
+    let got = l2.get(&id).await.expect("a stored flag is returned");
+    assert_eq!(*got.definition, d);
+
+    // The seed's layout: `{prefix}:flag:{id}` holding the definition's JSON.
+    let stored = bulk(server.command(&["GET", "tachikoma:flag:checkout.new-flow"])).unwrap();
+    assert_eq!(FlagDefinition::from_json(&stored).unwrap(), d);
+    assert_eq!(l2.key_of(&id), "tachikoma:flag:checkout.new-flow");
+    let ttl = server.command(&["PTTL", "tachikoma:flag:checkout.new-flow"]);
+    assert!(matches!(ttl, Reply::Integer(ms) if ms > 0), "{ttl:?}");
+
+    let many = ids(10);
+    l2.set_many(
+        many.iter()
+            .map(|i| (i.clone(), def(i.as_str(), 1)))
+            .collect(),
+        None,
+    )
+    .await;
+    let got = l2.get_many(&many).await;
+    assert_eq!(got.len(), 10);
+    assert_eq!(got[&many[7]].definition.id, many[7]);
+
+    l2.invalidate(&id).await;
+    assert!(l2.get(&id).await.is_none());
+    l2.invalidate_many(&many[..5]).await;
+    assert_eq!(l2.get_many(&many).await.len(), 5);
+    l2.clear().await;
+    assert!(l2.get_many(&many).await.is_empty());
+
+    let stats = l2.stats().await;
+    assert_eq!(stats.hits, 1 + 10 + 5);
+    assert_eq!(stats.misses, 2 + 5 + 10);
+    assert_eq!(stats.inserts, 11);
+    assert_eq!(stats.invalidations, 1 + 5 + 5);
+    let redis = l2.redis_stats();
+    assert_eq!(
+        (redis.errors, redis.timeouts, redis.decode_errors),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_one_round_trip_each() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let l2 = cache(&server, "rt");
+    let many = ids(100);
+    let flags: Vec<_> = many
+        .iter()
+        .map(|i| (i.clone(), def(i.as_str(), 1)))
+        .collect();
+    // Teach the server the script first, so the counted batch is the steady state.
+    l2.try_set(&many[0], &flags[0].1, None).await.unwrap();
+    server.command(&["CONFIG", "RESETSTAT"]);
+
+    let before = l2.redis_stats().round_trips;
+    let outcome = l2.try_set_many(&flags, None).await.unwrap();
+    assert_eq!(outcome.stored, 100);
+    assert_eq!(l2.redis_stats().round_trips - before, 1, "set_many(100)");
+    assert_eq!(server_calls(&server, "evalsha"), 100);
+
+    // The script's own GETs count in the server's stats; reads add none.
+    let gets = server_calls(&server, "get");
+    let before = l2.redis_stats().round_trips;
+    assert_eq!(l2.get_many(&many).await.len(), 100);
+    assert_eq!(l2.redis_stats().round_trips - before, 1, "get_many(100)");
+    assert_eq!(server_calls(&server, "mget"), 1);
+    assert_eq!(server_calls(&server, "get"), gets);
+
+    let before = l2.redis_stats().round_trips;
+    l2.invalidate_many(&many).await;
+    assert_eq!(
+        l2.redis_stats().round_trips - before,
+        1,
+        "invalidate_many(100)"
+    );
+    assert_eq!(server_calls(&server, "unlink"), 1);
+    assert_eq!(server.command(&["DBSIZE"]), Reply::Integer(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_removes_its_own_prefix_only() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mine = RedisCache::builder(&server.url())
+        .prefix("app")
+        .scan_batch(7) // several SCAN/UNLINK batches
+        .build()
+        .unwrap();
+    let theirs = cache(&server, "app2");
+    let many = ids(40);
+    let flags: Vec<_> = many
+        .iter()
+        .map(|i| (i.clone(), def(i.as_str(), 1)))
+        .collect();
+    mine.try_set_many(&flags, None).await.unwrap();
+    theirs.try_set_many(&flags, None).await.unwrap();
+    for key in ["app:other", "app:flags", "unrelated", "app:flag"] {
+        server.command(&["SET", key, "x"]);
+    }
+
+    assert_eq!(mine.try_clear().await.unwrap(), 40);
+    assert!(mine.get_many(&many).await.is_empty());
+    assert_eq!(
+        theirs.get_many(&many).await.len(),
+        40,
+        "another prefix survives"
+    );
+    for key in ["app:other", "app:flags", "unrelated", "app:flag"] {
+        assert_eq!(
+            bulk(server.command(&["GET", key])),
+            Some(b"x".to_vec()),
+            "{key}"
+        );
+    }
+    assert_eq!(server_calls(&server, "keys"), 0, "never KEYS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_values_are_counted_misses_and_spare_the_rest_of_a_batch() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let l2 = RedisCache::builder(&server.url())
+        .prefix("bad")
+        .max_value_bytes(4096)
+        .build()
+        .unwrap();
+    let good = [FlagId::new("good-1"), FlagId::new("good-2")];
+    for id in &good {
+        l2.try_set(id, &def(id.as_str(), 1), None).await.unwrap();
+    }
+    let big = format!(
+        r#"{{"id":"huge","name":"{}","version":1}}"#,
+        "x".repeat(5000)
+    );
+    let other_flag = def("someone-else", 1).to_json();
+    let corrupt: [(&str, &[u8]); 5] = [
+        ("garbage", b"\xff\x00\xfe not json"),
+        ("wrong-json", br#"{"id":"wrong-json","enabled":"yes"}"#),
+        ("huge", big.as_bytes()),
+        ("misfiled", &other_flag),
+        ("truncated", br#"{"id":"truncated","na"#),
+    ];
+    for (id, bytes) in corrupt {
+        let key = format!("bad:flag:{id}");
+        server.command_bytes(&[b"SET", key.as_bytes(), bytes]);
+    }
+    server.command(&["RPUSH", "bad:flag:a-list", "x"]);
+
+    for (id, _) in corrupt {
+        let id = FlagId::new(id);
+        assert!(l2.get(&id).await.is_none(), "{id}");
+        let err = l2.try_get(&id).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{id}: {err}");
+    }
+    let list = FlagId::new("a-list");
+    assert!(l2.get(&list).await.is_none());
+    assert_eq!(
+        l2.try_get(&list).await.unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+    assert_eq!(l2.redis_stats().decode_errors, 2 * 5 + 2);
+
+    let mut batch: Vec<FlagId> = corrupt.iter().map(|(id, _)| FlagId::new(*id)).collect();
+    batch.extend(good.iter().cloned());
+    batch.push(list);
+    let before = l2.redis_stats();
+    let got = l2.get_many(&batch).await;
+    let mut ids: Vec<_> = got.keys().map(FlagId::as_str).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["good-1", "good-2"]);
+    let after = l2.redis_stats();
+    assert_eq!(after.decode_errors - before.decode_errors, 5);
+    assert_eq!(after.misses - before.misses, 6);
+    assert_eq!(after.hits - before.hits, 2);
+
+    // A write replaces garbage (the guard cannot read a version from it).
+    l2.try_set(&FlagId::new("garbage"), &def("garbage", 1), None)
+        .await
+        .unwrap();
+    assert!(l2.get(&FlagId::new("garbage")).await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_version_guard_refuses_older_writes() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let l2 = cache(&server, "guard");
+    let id = FlagId::new("f");
+    l2.try_set(&id, &def("f", 5), None).await.unwrap();
+    let err = l2.try_set(&id, &def("f", 4), None).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::StaleVersion);
+    assert_eq!(l2.get(&id).await.unwrap().definition.version, 5);
+    // The trait's set refuses silently (and counts).
+    l2.set(&id, def("f", 1), None).await;
+    assert_eq!(l2.get(&id).await.unwrap().definition.version, 5);
+    // The same version is rewritten (a TTL refresh); a newer one wins.
+    l2.try_set(&id, &def("f", 5), None).await.unwrap();
+    l2.try_set(&id, &def("f", 6), None).await.unwrap();
+    assert_eq!(l2.get(&id).await.unwrap().definition.version, 6);
+
+    let other = FlagId::new("g");
+    let outcome = l2
+        .try_set_many(
+            &[(id.clone(), def("f", 2)), (other.clone(), def("g", 1))],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!((outcome.stored, outcome.refused), (1, 1));
+    assert_eq!(l2.get(&id).await.unwrap().definition.version, 6);
+    assert_eq!(l2.redis_stats().stale_writes_refused, 3);
+
+    // Checks fail before anything is sent.
+    let err = l2.try_set(&id, &def("other", 9), None).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidFlag);
+    let err = l2
+        .try_set(&id, &def("f", 9), Some(Duration::ZERO))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    assert_eq!(l2.get(&id).await.unwrap().definition.version, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_ttls_are_stored_in_milliseconds_and_expire() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let l2 = cache(&server, "ttl");
+    let id = FlagId::new("brief");
+    l2.try_set(&id, &def("brief", 1), Some(Duration::from_millis(500)))
+        .await
+        .unwrap();
+    let Reply::Integer(ms) = server.command(&["PTTL", "ttl:flag:brief"]) else {
+        panic!()
+    };
+    assert!((1..=500).contains(&ms), "PTTL {ms}");
+    assert!(l2.get(&id).await.is_some());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(l2.get(&id).await.is_none(), "expired after its 500 ms");
+
+    // Below a millisecond rounds up to 1 ms rather than failing.
+    let tiny = FlagId::new("tiny");
+    l2.try_set(&tiny, &def("tiny", 1), Some(Duration::from_micros(100)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(l2.get(&tiny).await.is_none());
+}
+
+/// Asserts `call` finishes within the response timeout plus the margin; returns its output.
+async fn bounded<T>(what: &str, call: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = call.await;
+    let took = started.elapsed();
+    assert!(took <= TIMEOUT + MARGIN, "{what} took {took:?}");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_costs_at_most_the_timeout_and_a_restart_heals_the_client() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let l2 = cache(&server, "fault");
+    let id = FlagId::new("f");
+    l2.try_set(&id, &def("f", 1), None).await.unwrap();
+
+    server.kill();
+    for round in 0..5 {
+        assert!(bounded("get", l2.get(&id)).await.is_none(), "round {round}");
+        assert!(
+            bounded("get_many", l2.get_many(std::slice::from_ref(&id)))
+                .await
+                .is_empty()
+        );
+        let err = bounded("try_set", l2.try_set(&id, &def("f", 2), None))
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err}");
+    }
+    let during = l2.redis_stats();
+    assert!(during.errors + during.timeouts >= 15, "{during:?}");
+
+    server.restart();
+    // No rebuild: the client reconnects on its own within a few calls.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while l2.try_ping().await.is_err() {
+        assert!(Instant::now() < deadline, "the client did not reconnect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The restarted server is empty and has no script cached: the write falls back to EVAL.
+    assert!(l2.get(&id).await.is_none());
+    l2.try_set(&id, &def("f", 3), None).await.unwrap();
+    assert_eq!(l2.get(&id).await.unwrap().definition.version, 3);
+    let flags = vec![(FlagId::new("g"), def("g", 1))];
+    assert_eq!(l2.try_set_many(&flags, None).await.unwrap().stored, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_between_batches_reloads_the_script() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let l2 = cache(&server, "reload");
+    let flags: Vec<_> = ids(5)
+        .into_iter()
+        .map(|i| {
+            let d = def(i.as_str(), 1);
+            (i, d)
+        })
+        .collect();
+    assert_eq!(l2.try_set_many(&flags, None).await.unwrap().stored, 5);
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while l2.try_ping().await.is_err() {
+        assert!(Instant::now() < deadline, "the client did not reconnect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(l2.try_set_many(&flags, None).await.unwrap().stored, 5);
+    assert_eq!(server.command(&["DBSIZE"]), Reply::Integer(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_server_times_out_within_the_bound() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let l2 = cache(&server, "pause");
+    let id = FlagId::new("f");
+    l2.try_set(&id, &def("f", 1), None).await.unwrap();
+
+    server.pause(Duration::from_millis(800));
+    let err = bounded("try_get", l2.try_get(&id)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(bounded("get", l2.get(&id)).await.is_none());
+    assert!(
+        bounded("get_many", l2.get_many(std::slice::from_ref(&id)))
+            .await
+            .is_empty()
+    );
+    assert!(l2.redis_stats().timeouts >= 3);
+
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        l2.get(&id).await.unwrap().definition.version,
+        1,
+        "served again after the pause"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_protected_server_takes_the_right_password_only() {
+    let Some(server) = RedisServer::start_with_password(Some("s3cret")) else {
+        return;
+    };
+    let right = cache(&server, "auth");
+    right.try_ping().await.unwrap();
+    let id = FlagId::new("f");
+    right.try_set(&id, &def("f", 1), None).await.unwrap();
+    assert!(right.get(&id).await.is_some());
+
+    let port = server.port();
+    for url in [
+        format!("redis://:wrong@127.0.0.1:{port}"),
+        format!("redis://default:wrong@127.0.0.1:{port}"),
+    ] {
+        let wrong = RedisCache::new(&url, "auth", Duration::from_secs(60)).unwrap();
+        let err = wrong.try_ping().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Backend, "{url}: {err}");
+        let message = err.to_string().to_lowercase();
+        assert!(
+            message.contains("credentials") || message.contains("password"),
+            "{err}"
+        );
+        assert!(
+            !message.contains("wrong"),
+            "the password leaks into the message: {err}"
+        );
+        assert!(wrong.get(&id).await.is_none());
+    }
+
+    let none = RedisCache::new(
+        &format!("redis://127.0.0.1:{port}"),
+        "auth",
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let err = none.try_get(&id).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+    assert!(err.to_string().contains("NOAUTH"), "{err}");
+}
+
+#[tokio::test]
+async fn bad_configurations_fail_at_build() {
+    let url = "redis://127.0.0.1:1";
+    for (what, built) in [
+        (
+            "bad url",
+            RedisCache::new("http://nope", "p", Duration::from_secs(1)),
+        ),
+        (
+            "empty prefix",
+            RedisCache::new(url, "", Duration::from_secs(1)),
+        ),
+        (
+            "glob prefix",
+            RedisCache::new(url, "a*b", Duration::from_secs(1)),
+        ),
+        ("zero ttl", RedisCache::new(url, "p", Duration::ZERO)),
+        (
+            "zero timeout",
+            RedisCache::builder(url)
+                .response_timeout(Duration::ZERO)
+                .build(),
+        ),
+        (
+            "zero size",
+            RedisCache::builder(url).max_value_bytes(0).build(),
+        ),
+    ] {
+        let err = built.expect_err(what);
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{what}: {err}");
+    }
+    // Building while Redis is down succeeds; calls then fail fast.
+    let down = RedisCache::new(url, "p", Duration::from_secs(1)).unwrap();
+    let err = bounded("ping", down.try_ping()).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+}
+
+#[test]
+fn building_outside_a_runtime_is_an_error() {
+    let err = RedisCache::new("redis://127.0.0.1:1", "p", Duration::from_secs(1)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    assert!(err.to_string().contains("tokio"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_share_one_connection() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let l2 = std::sync::Arc::new(cache(&server, "shared"));
+    let many = ids(50);
+    let flags: Vec<_> = many
+        .iter()
+        .map(|i| (i.clone(), def(i.as_str(), 1)))
+        .collect();
+    l2.try_set_many(&flags, None).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let l2 = l2.clone();
+            let many = many.clone();
+            tokio::spawn(async move {
+                let mut found = HashMap::new();
+                for id in &many {
+                    if let Some(f) = l2.get(id).await {
+                        found.insert(id.clone(), f.definition.version);
+                    }
+                }
+                found.len()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 50);
+    }
+    let Reply::Bulk(Some(clients)) = server.command(&["CLIENT", "LIST"]) else {
+        panic!()
+    };
+    let clients = String::from_utf8(clients).unwrap();
+    // This client's one connection, plus the harness's own for CLIENT LIST.
+    assert_eq!(clients.lines().count(), 2, "{clients}");
+}
