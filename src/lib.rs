@@ -6,7 +6,7 @@
 //! | Layer | Type | What |
 //! |---|---|---|
 //! | L1 | [`LocalCache`] | in-process `papaya` map, CLOCK eviction, per-entry TTL, snapshot swaps |
-//! | L2 | `RedisCache` (feature `redis`) | shared by a fleet of instances |
+//! | L2 | `RedisCache` (feature `redis`) | Redis shared by a fleet of instances: one connection, bounded latency, batches, version guard |
 //! | L3 | `FlagSource` | the database, the source of truth |
 //!
 //! ## Quick example
@@ -36,6 +36,7 @@
 //! | Feature | Default | What |
 //! |---|---|---|
 //! | `redis` | yes | the Redis layer (L2); off, the crate compiles no Redis client |
+//! | `redis-tls` | no | `rediss://` URLs for the Redis layer (rustls) |
 //!
 //! ## Consistency model
 //! - **Reads** see a write once the write has returned; an `invalidate` that returned is never

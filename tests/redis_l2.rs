@@ -543,3 +543,34 @@ async fn concurrent_callers_share_one_connection() {
     // This client's one connection, plus the harness's own for CLIENT LIST.
     assert_eq!(clients.lines().count(), 2, "{clients}");
 }
+
+#[cfg(feature = "redis-tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_urls_speak_tls() {
+    let Some(server) = RedisServer::start_tls() else {
+        return;
+    };
+    let l2 = RedisCache::builder(&server.tls_url())
+        .prefix("tls")
+        .tls_root_certificate(server.tls_ca_certificate())
+        .response_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    l2.try_ping().await.unwrap();
+    let id = FlagId::new("f");
+    l2.try_set(&id, &def("f", 1), None).await.unwrap();
+    assert_eq!(l2.get(&id).await.unwrap().definition.version, 1);
+    // Written through TLS, visible on the plain port: the same server.
+    assert!(bulk(server.command(&["GET", "tls:flag:f"])).is_some());
+
+    // Without the test CA (the platform's roots only), the certificate is refused.
+    let untrusting = RedisCache::builder(&server.tls_url())
+        .prefix("tls")
+        .response_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let err = untrusting.try_ping().await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+}

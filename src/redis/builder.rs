@@ -16,6 +16,8 @@ pub(crate) const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(50);
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
 /// Default TTL of stored definitions.
 pub(crate) const DEFAULT_L2_TTL: Duration = Duration::from_secs(10 * 60);
+/// Default number of flags whose last decoded definition is remembered.
+pub(crate) const DEFAULT_DECODE_MEMO: usize = 10_000;
 /// Default number of keys `clear` asks `SCAN` for (and removes with one `UNLINK`) per batch.
 pub(crate) const DEFAULT_SCAN_BATCH: usize = 500;
 
@@ -30,6 +32,9 @@ pub struct RedisCacheBuilder {
     connect_timeout: Duration,
     max_value_bytes: usize,
     scan_batch: usize,
+    decode_memo: usize,
+    #[cfg(feature = "redis-tls")]
+    tls_root: Option<Vec<u8>>,
 }
 
 impl RedisCacheBuilder {
@@ -42,6 +47,9 @@ impl RedisCacheBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             scan_batch: DEFAULT_SCAN_BATCH,
+            decode_memo: DEFAULT_DECODE_MEMO,
+            #[cfg(feature = "redis-tls")]
+            tls_root: None,
         }
     }
 
@@ -85,6 +93,23 @@ impl RedisCacheBuilder {
         self
     }
 
+    /// How many flags' last decoded definitions to remember (default 10 000; 0 turns it off).
+    /// A read that returns the bytes a flag decoded from last time reuses that definition
+    /// instead of decoding the JSON again (most L2 reads are of unchanged flags). Costs about
+    /// the stored value's size plus 100 bytes per remembered flag.
+    pub fn decode_memo(mut self, flags: usize) -> Self {
+        self.decode_memo = flags;
+        self
+    }
+
+    /// For a `rediss://` URL: trust this CA certificate (PEM) instead of the platform's root
+    /// certificates (a private CA, say).
+    #[cfg(feature = "redis-tls")]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root = Some(pem.into());
+        self
+    }
+
     /// Checks the settings and creates the cache. It connects lazily, on the first call, so
     /// building succeeds while Redis is down (calls fail fast until it is back); use
     /// [`RedisCache::try_ping`] to check the connection and credentials at start-up.
@@ -115,8 +140,22 @@ impl RedisCacheBuilder {
             .into_connection_info()
             .map_err(|e| Error::invalid_config(format!("bad Redis URL: {e}")).with_source(e))?
             .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-        let client = redis::Client::open(info)
-            .map_err(|e| Error::invalid_config(format!("bad Redis URL: {e}")).with_source(e))?;
+        #[cfg(feature = "redis-tls")]
+        let client = match self.tls_root {
+            Some(pem) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            ),
+            None => redis::Client::open(info),
+        };
+        #[cfg(not(feature = "redis-tls"))]
+        let client = redis::Client::open(info);
+        let client = client.map_err(|e| {
+            Error::invalid_config(format!("bad Redis URL or TLS settings: {e}")).with_source(e)
+        })?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::invalid_config(
                 "RedisCache must be built inside a tokio runtime (its connection runs on it)",
@@ -138,6 +177,7 @@ impl RedisCacheBuilder {
             self.response_timeout,
             self.max_value_bytes,
             self.scan_batch,
+            self.decode_memo,
         ))
     }
 }

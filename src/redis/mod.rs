@@ -9,6 +9,7 @@
 mod builder;
 mod codec;
 mod keys;
+mod memo;
 mod script;
 mod stats;
 
@@ -18,8 +19,9 @@ pub use stats::RedisStats;
 use crate::cache::{CacheStats, CachedFlag, FlagCache};
 use crate::error::{Error, ErrorKind, Result};
 use crate::flag::{FlagDefinition, FlagId};
-use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 use keys::Keys;
+use memo::DecodeMemo;
 use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, Pipeline, Value};
 use stats::{Counters, add};
@@ -51,6 +53,7 @@ pub struct RedisCache {
     timeout: Duration,
     max_value_bytes: usize,
     scan_batch: usize,
+    memo: DecodeMemo,
     counters: Counters,
     /// 1 while the last request reached Redis, 0 after one failed: warnings are logged on the
     /// change, not for every failed call of an outage.
@@ -103,6 +106,7 @@ impl RedisCache {
         timeout: Duration,
         max_value_bytes: usize,
         scan_batch: usize,
+        memo_capacity: usize,
     ) -> Self {
         Self {
             conn,
@@ -111,6 +115,7 @@ impl RedisCache {
             timeout,
             max_value_bytes,
             scan_batch,
+            memo: DecodeMemo::new(memo_capacity),
             counters: Counters::default(),
             reachable: AtomicU64::new(1),
         }
@@ -128,6 +133,14 @@ impl RedisCache {
     /// [`ErrorKind::Corrupt`] for anything else.
     pub fn decode_value(id: &FlagId, bytes: &[u8], max_len: usize) -> Result<FlagDefinition> {
         codec::decode(id, bytes, max_len)
+    }
+
+    /// The Lua script every write goes through (`KEYS[1]` the key; `ARGV` the JSON, the
+    /// version and the TTL in milliseconds; it returns 1 when it stored, 0 when a higher
+    /// version was stored). Other services writing the same keys should use it too, so that
+    /// versions never go backwards whoever writes.
+    pub fn version_guard_script() -> &'static str {
+        script::GUARDED_SET
     }
 
     /// Client-side counters.
@@ -165,26 +178,24 @@ impl RedisCache {
             Err(e) => {
                 add(&self.counters.misses, 1);
                 // A key of another type: what it holds is not a definition.
-                return Err(
-                    if e.kind() == ErrorKind::Backend && e.to_string().contains("WRONGTYPE") {
-                        self.decode_error(Error::new(
-                            ErrorKind::Corrupt,
-                            format!("flag `{id}`: {e}"),
-                        ))
-                    } else {
-                        e
-                    },
-                );
+                return Err(if redis_code(&e) == Some("WRONGTYPE") {
+                    self.decode_error(Error::new(
+                        ErrorKind::Corrupt,
+                        format!("stored value of flag `{id}`: {e}"),
+                    ))
+                } else {
+                    e
+                });
             }
         };
-        match bytes.map(|b| codec::decode(id, &b, self.max_value_bytes)) {
+        match bytes.map(|b| self.memo.decode(id, &b, self.max_value_bytes)) {
             None => {
                 add(&self.counters.misses, 1);
                 Ok(None)
             }
             Some(Ok(def)) => {
                 add(&self.counters.hits, 1);
-                Ok(Some(CachedFlag::new(Arc::new(def))))
+                Ok(Some(CachedFlag::new(def)))
             }
             Some(Err(e)) => {
                 add(&self.counters.misses, 1);
@@ -218,10 +229,10 @@ impl RedisCache {
         let mut hits = 0;
         for (id, value) in ids.iter().zip(values) {
             let Some(bytes) = value else { continue };
-            match codec::decode(id, &bytes, self.max_value_bytes) {
+            match self.memo.decode(id, &bytes, self.max_value_bytes) {
                 Ok(def) => {
                     hits += 1;
-                    out.insert(id.clone(), CachedFlag::new(Arc::new(def)));
+                    out.insert(id.clone(), CachedFlag::new(def));
                 }
                 Err(e) => {
                     self.decode_error(e);
@@ -510,9 +521,17 @@ impl Write {
 
 /// True when a write failed only because the server did not know the script.
 fn write_needs_body(e: &Error) -> bool {
-    std::error::Error::source(e)
-        .and_then(|s| s.downcast_ref::<redis::RedisError>())
-        .is_some_and(script::is_no_script)
+    redis_error(e).is_some_and(script::is_no_script)
+}
+
+/// The Redis client's error behind `e`, if it came from one.
+fn redis_error(e: &Error) -> Option<&redis::RedisError> {
+    std::error::Error::source(e).and_then(|s| s.downcast_ref::<redis::RedisError>())
+}
+
+/// The server's error code behind `e` (`WRONGTYPE`, `NOAUTH`, ...), if the server sent one.
+fn redis_code(e: &Error) -> Option<&str> {
+    redis_error(e).and_then(redis::RedisError::code)
 }
 
 fn stale(id: &FlagId) -> Error {

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 /// `KEYS[1]` the flag's key; `ARGV[1]` the definition's JSON, `ARGV[2]` its version,
 /// `ARGV[3]` the TTL in milliseconds. Returns 1 when stored, 0 when a higher version is stored.
 /// A stored value that does not decode, or a key of another type, is overwritten.
-const GUARDED_SET: &str = r"
+pub(crate) const GUARDED_SET: &str = r"
 local current = redis.pcall('GET', KEYS[1])
 if type(current) == 'string' then
   local ok, stored = pcall(cjson.decode, current)

@@ -19,6 +19,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     password: Option<String>,
+    /// The TLS port, when the server also listens with TLS (`start_tls`).
+    tls_port: Option<u16>,
 }
 
 /// The reply to a raw command, as RESP types.
@@ -40,6 +42,74 @@ fn binary_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Makes `ca.pem` (a test CA) and `cert.pem`/`key.pem` (a certificate for 127.0.0.1 it signed)
+/// in `dir`; false when `openssl` is missing or fails.
+fn make_certificates(dir: &std::path::Path) -> bool {
+    let openssl = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    std::fs::write(dir.join("leaf.ext"), "subjectAltName=IP:127.0.0.1\n").is_ok()
+        && openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=flagcache test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ])
+        && openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+        ])
+        && openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "cert.pem",
+        ])
+}
+
+/// Says the test is skipped because of `why`, or fails it when `FLAGCACHE_REQUIRE_REDIS=1`.
+fn skip_or_fail(why: &str) {
+    assert!(
+        std::env::var("FLAGCACHE_REQUIRE_REDIS").as_deref() != Ok("1"),
+        "FLAGCACHE_REQUIRE_REDIS=1 but {why}"
+    );
+    eprintln!("skipped: {why} (set FLAGCACHE_REQUIRE_REDIS=1 to fail instead)");
+}
+
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
     listener.local_addr().expect("local address").port()
@@ -54,28 +124,41 @@ impl RedisServer {
 
     /// Starts a server that requires `password` (`requirepass`) when one is given.
     pub fn start_with_password(password: Option<&str>) -> Option<Self> {
+        let mut server = Self::prepare(password)?;
+        server.spawn();
+        Some(server)
+    }
+
+    /// Starts a server that also listens with TLS, on a certificate for 127.0.0.1 signed by a
+    /// test CA, both made with the `openssl` command; the harness's own commands keep using the
+    /// plain port.
+    pub fn start_tls() -> Option<Self> {
+        let mut server = Self::prepare(None)?;
+        if !make_certificates(&server.dir) {
+            skip_or_fail("no `openssl` command to make test certificates");
+            return None;
+        }
+        server.tls_port = Some(free_port());
+        server.spawn();
+        Some(server)
+    }
+
+    fn prepare(password: Option<&str>) -> Option<Self> {
         if !binary_available() {
-            assert!(
-                std::env::var("FLAGCACHE_REQUIRE_REDIS").as_deref() != Ok("1"),
-                "FLAGCACHE_REQUIRE_REDIS=1 but no redis-server binary is on the PATH"
-            );
-            eprintln!(
-                "skipped: no redis-server binary on the PATH (set FLAGCACHE_REQUIRE_REDIS=1 to fail instead)"
-            );
+            skip_or_fail("no redis-server binary on the PATH");
             return None;
         }
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("flagcache-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the server's directory");
-        let mut server = Self {
+        Some(Self {
             child: None,
             port,
             dir,
             password: password.map(str::to_owned),
-        };
-        server.spawn();
-        Some(server)
+            tls_port: None,
+        })
     }
 
     fn spawn(&mut self) {
@@ -88,6 +171,12 @@ impl RedisServer {
             .stderr(Stdio::null());
         if let Some(password) = &self.password {
             cmd.args(["--requirepass", password]);
+        }
+        if let Some(tls_port) = self.tls_port {
+            cmd.args(["--tls-port", &tls_port.to_string()])
+                .args(["--tls-cert-file", "cert.pem", "--tls-key-file", "key.pem"])
+                .args(["--tls-ca-cert-file", "ca.pem", "--tls-auth-clients", "no"])
+                .current_dir(&self.dir);
         }
         self.child = Some(cmd.spawn().expect("spawn redis-server"));
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -114,6 +203,19 @@ impl RedisServer {
             Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
             None => format!("redis://127.0.0.1:{}", self.port),
         }
+    }
+
+    /// A `rediss://` URL for the TLS port (`start_tls`).
+    pub fn tls_url(&self) -> String {
+        let port = self
+            .tls_port
+            .expect("the server was started with start_tls");
+        format!("rediss://127.0.0.1:{port}")
+    }
+
+    /// The test CA's certificate (PEM), for the client to trust.
+    pub fn tls_ca_certificate(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("ca.pem")).expect("read the test CA certificate")
     }
 
     /// Kills the server at once (SIGKILL), as a crash would.
