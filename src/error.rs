@@ -17,7 +17,8 @@ pub enum ErrorKind {
     CapacityExceeded,
     /// A write carried a lower version than the one already cached, and was refused.
     StaleVersion,
-    /// A backend (Redis) could not be reached or the connection broke.
+    /// A backend (Redis, or a [`FlagSource`](crate::FlagSource)) could not be reached or the
+    /// connection broke.
     Unavailable,
     /// A backend did not answer within its timeout.
     Timeout,
@@ -38,7 +39,9 @@ pub struct Error {
 }
 
 impl Error {
-    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    /// An error of `kind` saying `message`: for [`FlagSource`](crate::FlagSource)
+    /// implementations and other code that reports through this crate.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
@@ -54,10 +57,8 @@ impl Error {
         Self::new(ErrorKind::InvalidConfig, message)
     }
 
-    pub(crate) fn with_source(
-        mut self,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
+    /// Attaches the error that caused this one (returned by `std::error::Error::source`).
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));
         self
     }

@@ -74,6 +74,7 @@ mod local;
 #[cfg(all(feature = "redis", not(flagcache_loom)))]
 mod redis;
 mod sync;
+mod tiered;
 mod time;
 
 pub use cache::{CacheStats, CachedFlag, FlagCache};
@@ -83,6 +84,7 @@ pub use flag::*;
 pub use local::{CleanupTask, FillOutcome, FillTicket, LocalCache, LocalCacheBuilder, StaleFlag};
 #[cfg(all(feature = "redis", not(flagcache_loom)))]
 pub use redis::{RedisCache, RedisCacheBuilder, RedisStats, SetManyOutcome};
+pub use tiered::{FlagSource, TieredCache, TieredCacheBuilder, TieredStats};
 pub use time::{Clock, MockClock};
 
 /// Internals for the fuzz targets and loom models; not part of the API.
@@ -135,6 +137,67 @@ pub mod __internals {
         /// The fill's check: no write announced since the ticket.
         pub fn unchanged_since(&self, ticket: &crate::FillTicket) -> bool {
             self.0.unchanged_since(ticket)
+        }
+    }
+
+    /// The tiered cache's single-flight table, landing `u64`s, for the loom model of joining,
+    /// landing and abandoning (`loom-tests/tests/single_flight.rs`).
+    pub struct SingleFlight(crate::sync::Arc<crate::tiered::flight::Flights<u64>>);
+
+    /// What joining made the caller: a leader (land with [`Joined::land`], or drop to
+    /// abandon) or a follower (poll [`Joined::outcome`]).
+    pub struct Joined(Role);
+
+    enum Role {
+        Leader(crate::tiered::flight::Leader<u64>),
+        Follower(crate::sync::Arc<crate::tiered::flight::Flight<u64>>),
+    }
+
+    impl Default for SingleFlight {
+        fn default() -> Self {
+            Self(crate::sync::Arc::new(crate::tiered::flight::Flights::new()))
+        }
+    }
+
+    impl SingleFlight {
+        /// Leads or follows the flight of `id`.
+        pub fn join(&self, id: &str) -> Joined {
+            Joined(match self.0.join(&crate::FlagId::new(id)) {
+                crate::tiered::flight::Role::Leader(l) => Role::Leader(l),
+                crate::tiered::flight::Role::Follower(f) => Role::Follower(f),
+            })
+        }
+
+        /// Flights in the air.
+        pub fn in_air(&self) -> usize {
+            self.0.in_air()
+        }
+    }
+
+    impl Joined {
+        /// True for a leader.
+        pub fn is_leader(&self) -> bool {
+            matches!(self.0, Role::Leader(_))
+        }
+
+        /// Lands a led flight with `value`; false (and nothing done) for a follower.
+        pub fn land(self, value: u64) -> bool {
+            match self.0 {
+                Role::Leader(l) => {
+                    l.land(value);
+                    true
+                }
+                Role::Follower(_) => false,
+            }
+        }
+
+        /// A follower's view: `Some(Some(v))` landed, `Some(None)` abandoned, `None` in the air
+        /// (and always `None` for a leader).
+        pub fn outcome(&self) -> Option<Option<u64>> {
+            match &self.0 {
+                Role::Follower(f) => f.outcome(),
+                Role::Leader(_) => None,
+            }
         }
     }
 }

@@ -1,0 +1,601 @@
+//! [`TieredCache`]: L1 ([`LocalCache`]) in front of L2 (Redis) in front of L3 (a
+//! [`FlagSource`]), read through with one load per flag however many callers miss at once.
+//!
+//! A read that misses L1 joins the flag's flight (`flight`): its leader takes an L1 fill ticket
+//! (so a write or invalidate racing with the load wins), asks L2, then L3 for what L2 lacks,
+//! fills the layers above, and lands the outcome for its followers. A flag absent everywhere
+//! is remembered as absent for a short time (`deadlines`); when the backends fail, the last
+//! known definition is served up to `max_stale`, and the flag is not retried for a while.
+
+mod builder;
+mod deadlines;
+pub(crate) mod flight;
+mod l2;
+mod source;
+mod stats;
+
+pub use builder::TieredCacheBuilder;
+pub use source::FlagSource;
+pub use stats::TieredStats;
+
+use crate::cache::{CacheStats, CachedFlag, FlagCache};
+use crate::error::{Error, ErrorKind, Result};
+use crate::flag::{FlagDefinition, FlagId};
+use crate::local::{CleanupTask, FillOutcome, FillTicket, LocalCache};
+use crate::sync::Arc;
+use crate::time::{Ticks, duration_to_ticks};
+use deadlines::Deadlines;
+use flight::{Flights, Role};
+use l2::L2;
+use source::DynSource;
+use stats::{Counters, add};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// A [`FlagCache`] over three layers: L1 in process, L2 in Redis (optional, feature `redis`),
+/// L3 the source of truth (optional). Build it with [`TieredCache::builder`] or
+/// [`TieredCache::new`].
+///
+/// - Reads through: L1, then L2, then L3; what a lower layer answers fills the layers above.
+/// - One load per flag: concurrent misses of a flag wait for one L2 read and at most one L3
+///   load; if the caller doing the load is cancelled, a waiting one takes over.
+/// - No resurrection: a load that started before a write or invalidate of the flag never
+///   installs its older definition in L1; writes go to L2 first, then L1.
+/// - Negative caching: a flag absent everywhere is answered "absent" for `negative_ttl`
+///   without asking L2 or L3.
+/// - Fail-safe: when the backends fail, the last known definition is served for up to
+///   `max_stale` after it expired, and the flag's backends are not asked again for
+///   `retry_after`.
+/// - [`get_now`](Self::get_now) never waits: L1 only, and a miss starts the load in the
+///   background.
+pub struct TieredCache {
+    l1: Arc<LocalCache>,
+    l2: Option<L2>,
+    source: Option<Box<dyn DynSource>>,
+    flights: Arc<Flights<Landing>>,
+    /// Flags found absent everywhere, until when.
+    absent: Deadlines,
+    /// Flags whose backends failed, and until when they are not asked again.
+    cooldown: Deadlines,
+    l1_ttl: Duration,
+    l2_ttl: Duration,
+    negative_ttl: Duration,
+    max_stale: Duration,
+    retry_after: Duration,
+    counters: Counters,
+    /// Sweeps L1 and keeps its coarse clock; stops when the cache drops.
+    _cleanup: Option<CleanupTask>,
+}
+
+impl std::fmt::Debug for TieredCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredCache")
+            .field("l1_len", &self.l1.len())
+            .field("has_l2", &self.l2.is_some())
+            .field("has_source", &self.source.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one flight lands, for its leader and followers alike.
+#[derive(Clone)]
+enum Landing {
+    Found(CachedFlag),
+    /// The backends failed; this is the last known definition, expired less than `max_stale`
+    /// ago.
+    Stale(CachedFlag),
+    Absent,
+    Failed,
+}
+
+impl TieredCache {
+    /// L1 of `l1_size` flags living `l1_ttl`, and, given a URL, L2 on that Redis (prefix
+    /// `flagcache`) with entries living `l2_ttl`; no L3 (use the builder's `source`).
+    ///
+    /// # Errors
+    /// See [`TieredCacheBuilder::build`]: a bad URL is an error, never a missing L2.
+    pub fn new(
+        l1_size: usize,
+        l1_ttl: Duration,
+        redis_url: Option<&str>,
+        l2_ttl: Duration,
+    ) -> Result<Self> {
+        let builder = Self::builder()
+            .l1_size(l1_size)
+            .l1_ttl(l1_ttl)
+            .l2_ttl(l2_ttl);
+        match redis_url {
+            Some(url) => builder.redis_url(url),
+            None => builder,
+        }
+        .build()
+    }
+
+    /// A builder with the defaults.
+    pub fn builder() -> TieredCacheBuilder {
+        TieredCacheBuilder::new()
+    }
+
+    /// L1.
+    pub fn l1(&self) -> &LocalCache {
+        &self.l1
+    }
+
+    /// L2, when there is one.
+    #[cfg(all(feature = "redis", not(flagcache_loom)))]
+    pub fn l2(&self) -> Option<&crate::RedisCache> {
+        self.l2.as_ref().map(L2::redis)
+    }
+
+    /// The counters of every layer.
+    pub fn tiered_stats(&self) -> TieredStats {
+        #[allow(unused_mut)] // without the `redis` feature there is nothing more to add
+        let mut s = self.counters.snapshot(self.l1.stats_now());
+        #[cfg(all(feature = "redis", not(flagcache_loom)))]
+        {
+            s.l2 = self.l2.as_ref().map(|l2| l2.redis().redis_stats());
+        }
+        s
+    }
+
+    /// The definition of `id` from L1 only, without waiting for anything. On a miss, the load
+    /// through L2 and L3 starts in the background (when called inside a tokio runtime) and a
+    /// later read finds it; meanwhile the last known definition is returned if it expired less
+    /// than `max_stale` ago.
+    pub fn get_now(self: &Arc<Self>, id: &FlagId) -> Option<CachedFlag> {
+        if let Some(hit) = self.l1.get_now(id.as_str()) {
+            return Some(hit);
+        }
+        let now = self.now();
+        if self.absent.active(id, now) {
+            add(&self.counters.negative_hits, 1);
+            add(&self.counters.misses, 1);
+            return None;
+        }
+        if !self.cooldown.active(id, now) {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                // Joined here, not in the task: a burst of misses starts one task, not one each.
+                if let Role::Leader(leader) = self.flights.join(id) {
+                    let this = Arc::clone(self);
+                    let id = id.clone();
+                    runtime.spawn(async move {
+                        let landing = this.load(&id).await;
+                        leader.land(landing);
+                    });
+                }
+            }
+        }
+        let stale = self.stale(id);
+        self.answer(match stale {
+            Some(flag) => Landing::Stale(flag),
+            None => Landing::Failed,
+        })
+    }
+
+    /// Loads every definition from the source and makes it L1's whole content (one
+    /// [`LocalCache::replace_all`]); returns how many. Call it at start-up, before serving.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidConfig`] without a source; the source's error; L1's
+    /// [`ErrorKind::CapacityExceeded`] when the set is larger than L1.
+    pub async fn warm_up(&self) -> Result<usize> {
+        let Some(source) = &self.source else {
+            return Err(Error::invalid_config(
+                "warm_up needs a FlagSource (builder.source)",
+            ));
+        };
+        add(&self.counters.l3_loads, 1);
+        let defs = source.load_all().await.inspect_err(|_| {
+            add(&self.counters.l3_errors, 1);
+        })?;
+        let n = defs.len();
+        self.l1.replace_all(defs)?;
+        for cleared in [&self.absent, &self.cooldown] {
+            cleared.clear_all();
+        }
+        Ok(n)
+    }
+
+    /// Reads `id` through the layers.
+    pub async fn get_flag(&self, id: &FlagId) -> Option<CachedFlag> {
+        if let Some(hit) = self.l1.get_now(id.as_str()) {
+            return Some(hit);
+        }
+        let now = self.now();
+        if self.absent.active(id, now) {
+            add(&self.counters.negative_hits, 1);
+            add(&self.counters.misses, 1);
+            return None;
+        }
+        if self.cooldown.active(id, now) {
+            let stale = self.stale(id);
+            return self.answer(stale.map_or(Landing::Failed, Landing::Stale));
+        }
+        loop {
+            match self.flights.join(id) {
+                Role::Leader(leader) => {
+                    let landing = self.load(id).await;
+                    leader.land(landing.clone());
+                    return self.answer(landing);
+                }
+                Role::Follower(flight) => {
+                    add(&self.counters.coalesced_waits, 1);
+                    if let Some(landing) = flight.wait().await {
+                        return self.answer(landing);
+                    }
+                    // The leader was cancelled: join again (one of us leads the next flight).
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+
+    /// Reads every id in `ids`: one L1 pass, then one L2 `MGET` and one source `load_many` for
+    /// what the layers above lacked.
+    pub async fn get_many_flags(&self, ids: &[FlagId]) -> HashMap<FlagId, CachedFlag> {
+        let mut out = self.l1.get_many_now(ids);
+        let now = self.now();
+        let mut seen = HashSet::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for id in ids {
+            if out.contains_key(id) || !seen.insert(id) {
+                continue;
+            }
+            if self.absent.active(id, now) {
+                add(&self.counters.negative_hits, 1);
+            } else if self.cooldown.active(id, now) {
+                if let Some(flag) = self.stale(id) {
+                    add(&self.counters.stale_serves, 1);
+                    out.insert(id.clone(), flag);
+                }
+            } else {
+                missing.push((id.clone(), self.l1.begin_fill(id.as_str())));
+            }
+        }
+        if !missing.is_empty() {
+            self.load_many(missing, &mut out).await;
+        }
+        let answered = ids.iter().filter(|id| out.contains_key(*id)).count();
+        add(&self.counters.misses, (ids.len() - answered) as u64);
+        out
+    }
+
+    /// Stores `def` in L2 (through its version guard) and then in L1, for `ttl` (each layer's
+    /// default when `None`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::StaleVersion`] when L2 or L1 holds a higher version (L1's copy is then
+    /// dropped, so the next read fetches the newer one); an L2 failure (L1 is still written);
+    /// the checks of [`LocalCache::try_set`].
+    pub async fn try_set(
+        &self,
+        id: &FlagId,
+        def: FlagDefinition,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let mut l2_error = None;
+        if let Some(l2) = &self.l2 {
+            match l2.set(id, &def, ttl.unwrap_or(self.l2_ttl)).await {
+                Ok(()) => {}
+                Err(e) if e.is_stale_version() => {
+                    self.l1.invalidate_now(id.as_str());
+                    return Err(e);
+                }
+                Err(e) => l2_error = Some(e),
+            }
+        }
+        self.forget_deadlines(id);
+        self.l1.try_set(id, def, ttl.or(Some(self.l1_ttl)))?;
+        l2_error.map_or(Ok(()), Err)
+    }
+
+    /// [`try_set`](Self::try_set) for several definitions: one L2 pipeline, then L1.
+    ///
+    /// # Errors
+    /// The first error of either layer, after attempting every write.
+    pub async fn try_set_many(
+        &self,
+        flags: Vec<(FlagId, FlagDefinition)>,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let mut first_error = None;
+        if let Some(l2) = &self.l2 {
+            if let Err(e) = l2.set_many(&flags, ttl.unwrap_or(self.l2_ttl)).await {
+                first_error = Some(e);
+            }
+        }
+        for (id, _) in &flags {
+            self.forget_deadlines(id);
+        }
+        if let Err(e) = self.l1.try_set_many(flags, ttl.or(Some(self.l1_ttl))) {
+            first_error.get_or_insert(e);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Drops `id` from L2, then from L1 (in that order, so no load can bring the dropped
+    /// definition back from L2 into L1).
+    ///
+    /// # Errors
+    /// An L2 failure (L1 is still invalidated).
+    pub async fn try_invalidate(&self, id: &FlagId) -> Result<()> {
+        self.try_invalidate_many(std::slice::from_ref(id)).await
+    }
+
+    /// [`try_invalidate`](Self::try_invalidate) for several flags: one L2 `UNLINK`.
+    ///
+    /// # Errors
+    /// An L2 failure (L1 is still invalidated).
+    pub async fn try_invalidate_many(&self, ids: &[FlagId]) -> Result<()> {
+        let l2_result = match &self.l2 {
+            Some(l2) => l2.invalidate_many(ids).await,
+            None => Ok(()),
+        };
+        self.l1.invalidate_many_now(ids);
+        for id in ids {
+            self.forget_deadlines(id);
+        }
+        l2_result
+    }
+
+    /// Empties L2 (this prefix only), then L1.
+    ///
+    /// # Errors
+    /// An L2 failure (L1 is still cleared).
+    pub async fn try_clear(&self) -> Result<()> {
+        let l2_result = match &self.l2 {
+            Some(l2) => l2.clear().await,
+            None => Ok(()),
+        };
+        self.l1.clear_now();
+        self.absent.clear_all();
+        self.cooldown.clear_all();
+        l2_result
+    }
+
+    fn now(&self) -> Ticks {
+        self.l1.clock().now()
+    }
+
+    fn forget_deadlines(&self, id: &FlagId) {
+        self.absent.clear(id);
+        self.cooldown.clear(id);
+    }
+
+    /// Counts a landing as the reader's answer.
+    fn answer(&self, landing: Landing) -> Option<CachedFlag> {
+        match landing {
+            Landing::Found(flag) => Some(flag),
+            Landing::Stale(flag) => {
+                add(&self.counters.stale_serves, 1);
+                Some(flag)
+            }
+            Landing::Absent | Landing::Failed => {
+                add(&self.counters.misses, 1);
+                None
+            }
+        }
+    }
+
+    /// The last known definition of `id`, if it expired less than `max_stale` ago.
+    fn stale(&self, id: &FlagId) -> Option<CachedFlag> {
+        self.l1
+            .get_stale(id.as_str())
+            .filter(|s| s.expired_for <= self.max_stale)
+            .map(|s| s.flag)
+    }
+
+    /// The leader's load of one flag: L2, then L3, filling the layers above.
+    async fn load(&self, id: &FlagId) -> Landing {
+        let ticket = self.l1.begin_fill(id.as_str());
+        // Another flight may have filled L1 between this caller's miss and its joining.
+        if let Some(hit) = self.l1.get_now(id.as_str()) {
+            return Landing::Found(hit);
+        }
+        let mut l2_failed = false;
+        if let Some(l2) = &self.l2 {
+            match l2.get(id).await {
+                Ok(Some(flag)) => {
+                    add(&self.counters.l2_fills, 1);
+                    self.fill_l1(&ticket, &flag);
+                    return Landing::Found(flag);
+                }
+                Ok(None) => {}
+                // A corrupt value: the source's answer will overwrite it.
+                Err(e) if e.kind() == ErrorKind::Corrupt => {}
+                Err(_) => l2_failed = true,
+            }
+        }
+        let Some(source) = &self.source else {
+            return if l2_failed {
+                self.fail(id)
+            } else {
+                self.mark_absent(id)
+            };
+        };
+        add(&self.counters.l3_loads, 1);
+        match source.load(id).await {
+            Ok(Some(def)) => {
+                add(&self.counters.l3_fills, 1);
+                let flag = CachedFlag::new(Arc::new(def));
+                // L1 first: a write or invalidate that raced with the load has fenced it, and
+                // then L2 must not get the loaded definition either.
+                if self.fill_l1(&ticket, &flag) && !l2_failed {
+                    if let Some(l2) = &self.l2 {
+                        // The guard refuses it if a writer stored a newer version meanwhile.
+                        let _ = l2.set(id, &flag.definition, self.l2_ttl).await;
+                    }
+                }
+                Landing::Found(flag)
+            }
+            Ok(None) => self.mark_absent(id),
+            Err(e) => {
+                add(&self.counters.l3_errors, 1);
+                tracing::warn!(error = %e, flag = %id, "flag source failed; serving stale if known");
+                self.fail(id)
+            }
+        }
+    }
+
+    /// The batch load of [`get_many_flags`](Self::get_many_flags): one `MGET`, one
+    /// `load_many`, filling the layers above.
+    async fn load_many(
+        &self,
+        missing: Vec<(FlagId, FillTicket)>,
+        out: &mut HashMap<FlagId, CachedFlag>,
+    ) {
+        let mut l2_failed = false;
+        let mut rest = missing;
+        if let Some(l2) = &self.l2 {
+            let ids: Vec<FlagId> = rest.iter().map(|(id, _)| id.clone()).collect();
+            match l2.get_many(&ids).await {
+                Ok(found) => {
+                    add(&self.counters.l2_fills, found.len() as u64);
+                    rest.retain(|(id, ticket)| match found.get(id) {
+                        Some(flag) => {
+                            self.fill_l1(ticket, flag);
+                            out.insert(id.clone(), flag.clone());
+                            false
+                        }
+                        None => true,
+                    });
+                }
+                Err(_) => l2_failed = true,
+            }
+        }
+        if rest.is_empty() {
+            return;
+        }
+        let Some(source) = &self.source else {
+            for (id, _) in &rest {
+                self.settle_unanswered(id, l2_failed, out);
+            }
+            return;
+        };
+        let ids: Vec<FlagId> = rest.iter().map(|(id, _)| id.clone()).collect();
+        add(&self.counters.l3_loads, 1);
+        match source.load_many(&ids).await {
+            Ok(mut found) => {
+                add(&self.counters.l3_fills, found.len() as u64);
+                let mut write_back = Vec::new();
+                for (id, ticket) in &rest {
+                    match found.remove(id) {
+                        Some(def) => {
+                            let flag = CachedFlag::new(Arc::new(def));
+                            // As in `load`: only what L1 took (no write raced) goes to L2.
+                            if self.fill_l1(ticket, &flag) {
+                                write_back
+                                    .push((id.clone(), FlagDefinition::clone(&flag.definition)));
+                            }
+                            out.insert(id.clone(), flag);
+                        }
+                        None => {
+                            self.mark_absent(id);
+                        }
+                    }
+                }
+                if let (Some(l2), false, false) = (&self.l2, l2_failed, write_back.is_empty()) {
+                    let _ = l2.set_many(&write_back, self.l2_ttl).await;
+                }
+            }
+            Err(e) => {
+                add(&self.counters.l3_errors, 1);
+                tracing::warn!(error = %e, flags = ids.len(), "flag source failed; serving stale if known");
+                for (id, _) in &rest {
+                    self.settle_unanswered(id, true, out);
+                }
+            }
+        }
+    }
+
+    /// A flag of a batch no backend answered: stale if the backends failed, absent otherwise.
+    fn settle_unanswered(&self, id: &FlagId, failed: bool, out: &mut HashMap<FlagId, CachedFlag>) {
+        let landing = if failed {
+            self.fail(id)
+        } else {
+            self.mark_absent(id)
+        };
+        if let Landing::Stale(flag) = landing {
+            add(&self.counters.stale_serves, 1);
+            out.insert(id.clone(), flag);
+        }
+    }
+
+    /// Fills L1 under `ticket`; false when the fill was dropped (and counted by L1) because a
+    /// write raced with the load, or L1 holds a newer version.
+    fn fill_l1(&self, ticket: &FillTicket, flag: &CachedFlag) -> bool {
+        let def = Arc::clone(&flag.definition);
+        let outcome = self.l1.complete_fill(ticket, def, Some(self.l1_ttl));
+        matches!(outcome, FillOutcome::Installed)
+    }
+
+    fn mark_absent(&self, id: &FlagId) -> Landing {
+        self.absent.set(
+            id,
+            self.now()
+                .saturating_add(duration_to_ticks(self.negative_ttl)),
+        );
+        Landing::Absent
+    }
+
+    /// The backends failed for `id`: do not ask them again for `retry_after`, and serve the
+    /// last known definition if it is recent enough.
+    fn fail(&self, id: &FlagId) -> Landing {
+        self.cooldown.set(
+            id,
+            self.now()
+                .saturating_add(duration_to_ticks(self.retry_after)),
+        );
+        self.stale(id).map_or(Landing::Failed, Landing::Stale)
+    }
+}
+
+fn report(op: &str, result: Result<()>) {
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "TieredCache::{op} failed");
+    }
+}
+
+impl FlagCache for TieredCache {
+    async fn get(&self, flag_id: &FlagId) -> Option<CachedFlag> {
+        self.get_flag(flag_id).await
+    }
+
+    async fn get_many(&self, flag_ids: &[FlagId]) -> HashMap<FlagId, CachedFlag> {
+        self.get_many_flags(flag_ids).await
+    }
+
+    async fn set(&self, flag_id: &FlagId, flag: FlagDefinition, ttl: Option<Duration>) {
+        report("set", self.try_set(flag_id, flag, ttl).await);
+    }
+
+    async fn set_many(&self, flags: Vec<(FlagId, FlagDefinition)>, ttl: Option<Duration>) {
+        report("set_many", self.try_set_many(flags, ttl).await);
+    }
+
+    async fn invalidate(&self, flag_id: &FlagId) {
+        report("invalidate", self.try_invalidate(flag_id).await);
+    }
+
+    async fn invalidate_many(&self, flag_ids: &[FlagId]) {
+        report("invalidate_many", self.try_invalidate_many(flag_ids).await);
+    }
+
+    async fn clear(&self) {
+        report("clear", self.try_clear().await);
+    }
+
+    /// Reads answered by any layer are hits (L1 hits, L2 and L3 fills, stale serves); reads no
+    /// layer answered are misses; the rest is L1's. Per-layer counters:
+    /// [`TieredCache::tiered_stats`].
+    async fn stats(&self) -> CacheStats {
+        let s = self.tiered_stats();
+        let hits = s.l1.hits + s.l2_fills + s.l3_fills + s.stale_serves;
+        CacheStats {
+            hits,
+            misses: s.misses,
+            hit_rate: CacheStats::ratio(hits, s.misses),
+            ..s.l1
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Counters of a `TieredCache`, per layer.
+
+use crate::cache::CacheStats;
+use crate::sync::{AtomicU64, Ordering};
+use serde::{Deserialize, Serialize};
+
+/// What a [`TieredCache`](crate::TieredCache) counted, layer by layer. Sums are exact once
+/// concurrent calls have finished.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TieredStats {
+    /// L1's own counters (its hits are the reads that waited for nothing).
+    pub l1: CacheStats,
+    /// L2's client-side counters, when there is an L2.
+    #[cfg(all(feature = "redis", not(flagcache_loom)))]
+    pub l2: Option<crate::RedisStats>,
+    /// Flags answered by L2 after an L1 miss.
+    pub l2_fills: u64,
+    /// Calls to the source (`load` or `load_many`).
+    pub l3_loads: u64,
+    /// Flags answered by the source after L1 and L2 missed.
+    pub l3_fills: u64,
+    /// Source calls that failed.
+    pub l3_errors: u64,
+    /// Reads that waited for another caller's load of the same flag instead of loading.
+    pub coalesced_waits: u64,
+    /// Reads answered "absent" by the negative cache, without asking L2 or L3.
+    pub negative_hits: u64,
+    /// Reads answered with an expired definition because the backends failed (within
+    /// `max_stale`).
+    pub stale_serves: u64,
+    /// Reads no layer could answer.
+    pub misses: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) l2_fills: AtomicU64,
+    pub(crate) l3_loads: AtomicU64,
+    pub(crate) l3_fills: AtomicU64,
+    pub(crate) l3_errors: AtomicU64,
+    pub(crate) coalesced_waits: AtomicU64,
+    pub(crate) negative_hits: AtomicU64,
+    pub(crate) stale_serves: AtomicU64,
+    pub(crate) misses: AtomicU64,
+}
+
+/// Adds `n` to one counter (these sit beside network calls or misses, never on an L1 hit).
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    if n > 0 {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self, l1: CacheStats) -> TieredStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        TieredStats {
+            l1,
+            #[cfg(all(feature = "redis", not(flagcache_loom)))]
+            l2: None,
+            l2_fills: get(&self.l2_fills),
+            l3_loads: get(&self.l3_loads),
+            l3_fills: get(&self.l3_fills),
+            l3_errors: get(&self.l3_errors),
+            coalesced_waits: get(&self.coalesced_waits),
+            negative_hits: get(&self.negative_hits),
+            stale_serves: get(&self.stale_serves),
+            misses: get(&self.misses),
+        }
+    }
+}
