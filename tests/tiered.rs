@@ -531,3 +531,45 @@ async fn a_bad_redis_url_is_an_error_not_a_missing_l2() {
     l1_only.set(&id, def("f", 1), None).await;
     assert!(l1_only.get(&id).await.is_some());
 }
+
+#[test]
+fn get_now_from_a_thread_outside_the_runtime_still_loads_in_the_background() {
+    // Evaluators are often plain OS threads: the cache remembers the runtime it was built in.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = Db::new("outside-runtime");
+    db.source.upsert(&def("f", 1)).unwrap();
+    let cache = {
+        let _entered = runtime.enter();
+        Arc::new(
+            TieredCache::builder()
+                .source(db.source.clone())
+                .build()
+                .unwrap(),
+        )
+    };
+    let f = FlagId::new("f");
+    let from_plain_thread = {
+        let cache = Arc::clone(&cache);
+        std::thread::spawn(move || {
+            assert!(tokio::runtime::Handle::try_current().is_err());
+            assert!(cache.get_now(&f).is_none(), "a miss at first");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let Some(version) = cache.get_with("f", |d| d.version) {
+                    return version;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the background load never landed"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    assert_eq!(from_plain_thread.join().unwrap(), 1);
+    assert_eq!(db.source.queries(), 1);
+}

@@ -146,7 +146,8 @@ impl TieredCacheBuilder {
     }
 
     /// How often the background task sweeps L1 (default 1 s). It runs when the cache is built
-    /// inside a tokio runtime, and stops when the cache is dropped.
+    /// inside a tokio runtime, and stops when the cache is dropped. Built outside a runtime,
+    /// the cache has no background work: `get_now` then loads nothing on a miss.
     pub fn cleanup_interval(mut self, interval: Duration) -> Self {
         self.cleanup_interval = interval;
         self
@@ -179,9 +180,10 @@ impl TieredCacheBuilder {
         }
         let l1 = Arc::new(l1.build()?);
         let l2 = self.take_l2()?;
-        let cleanup = match tokio::runtime::Handle::try_current() {
-            Ok(_) => Some(l1.start_cleanup_task(self.cleanup_interval)?),
-            Err(_) => None,
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let cleanup = match runtime {
+            Some(_) => Some(l1.start_cleanup_task(self.cleanup_interval)?),
+            None => None,
         };
         Ok(TieredCache {
             l1,
@@ -196,6 +198,7 @@ impl TieredCacheBuilder {
             max_stale: self.max_stale,
             retry_after: self.retry_after,
             counters: Counters::default(),
+            runtime,
             _cleanup: cleanup,
         })
     }

@@ -20,13 +20,12 @@ impl Deadlines {
     }
 
     /// True while `id`'s deadline is after `now`; a passed deadline is removed.
-    pub(crate) fn active(&self, id: &FlagId, now: Ticks) -> bool {
-        match self.map.read(id.as_str(), |&until| until) {
+    pub(crate) fn active(&self, id: &str, now: Ticks) -> bool {
+        match self.map.read(id, |&until| until) {
             None => false,
             Some(until) if now < until => true,
             Some(_) => {
-                self.map
-                    .remove_if(id.as_str(), |&until| now >= until, |_| ());
+                self.map.remove_if(id, |&until| now >= until, |_| ());
                 false
             }
         }
@@ -64,14 +63,14 @@ mod tests {
     fn a_deadline_holds_until_it_passes() {
         let d = Deadlines::new(10);
         let id = FlagId::new("typo");
-        assert!(!d.active(&id, 0));
+        assert!(!d.active(id.as_str(), 0));
         d.set(&id, 100);
-        assert!(d.active(&id, 99));
-        assert!(!d.active(&id, 100));
-        assert!(!d.active(&id, 50), "a passed deadline is gone");
+        assert!(d.active(id.as_str(), 99));
+        assert!(!d.active(id.as_str(), 100));
+        assert!(!d.active(id.as_str(), 50), "a passed deadline is gone");
         d.set(&id, 100);
         d.clear(&id);
-        assert!(!d.active(&id, 0));
+        assert!(!d.active(id.as_str(), 0));
     }
 
     #[test]
@@ -80,9 +79,9 @@ mod tests {
         for id in ["a", "b", "c"] {
             d.set(&FlagId::new(id), 10);
         }
-        assert!(d.active(&FlagId::new("a"), 0));
-        assert!(!d.active(&FlagId::new("c"), 0));
+        assert!(d.active("a", 0));
+        assert!(!d.active("c", 0));
         d.clear_all();
-        assert!(!d.active(&FlagId::new("a"), 0));
+        assert!(!d.active("a", 0));
     }
 }

@@ -63,6 +63,9 @@ pub struct TieredCache {
     max_stale: Duration,
     retry_after: Duration,
     counters: Counters,
+    /// The runtime the cache was built in: where `get_now` starts its background loads, even
+    /// when called from a thread outside the runtime.
+    runtime: Option<tokio::runtime::Handle>,
     /// Sweeps L1 and keeps its coarse clock; stops when the cache drops.
     _cleanup: Option<CleanupTask>,
 }
@@ -139,21 +142,21 @@ impl TieredCache {
     }
 
     /// The definition of `id` from L1 only, without waiting for anything. On a miss, the load
-    /// through L2 and L3 starts in the background (when called inside a tokio runtime) and a
-    /// later read finds it; meanwhile the last known definition is returned if it expired less
+    /// through L2 and L3 starts in the background (on the tokio runtime the cache was built in;
+    /// the caller may be any thread) and a later read finds it; meanwhile the last known definition is returned if it expired less
     /// than `max_stale` ago.
     pub fn get_now(self: &Arc<Self>, id: &FlagId) -> Option<CachedFlag> {
         if let Some(hit) = self.l1.get_now(id.as_str()) {
             return Some(hit);
         }
         let now = self.now();
-        if self.absent.active(id, now) {
+        if self.absent.active(id.as_str(), now) {
             add(&self.counters.negative_hits, 1);
             add(&self.counters.misses, 1);
             return None;
         }
-        if !self.cooldown.active(id, now) {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        if !self.cooldown.active(id.as_str(), now) {
+            if let Some(runtime) = &self.runtime {
                 // Joined here, not in the task: a burst of misses starts one task, not one each.
                 if let Role::Leader(leader) = self.flights.join(id) {
                     let this = Arc::clone(self);
@@ -170,6 +173,23 @@ impl TieredCache {
             Some(flag) => Landing::Stale(flag),
             None => Landing::Failed,
         })
+    }
+
+    /// Lends the definition of `id` to `f`, from L1 only, without cloning or waiting: the
+    /// evaluator's hot path. On a miss it behaves as [`get_now`](Self::get_now) (a background
+    /// load, and the last known definition if it expired less than `max_stale` ago); a miss of
+    /// a flag known to be absent allocates nothing.
+    pub fn get_with<R>(self: &Arc<Self>, id: &str, f: impl Fn(&FlagDefinition) -> R) -> Option<R> {
+        if let Some(r) = self.l1.get_with(id, &f) {
+            return Some(r);
+        }
+        if self.absent.active(id, self.now()) {
+            add(&self.counters.negative_hits, 1);
+            add(&self.counters.misses, 1);
+            return None;
+        }
+        self.get_now(&FlagId::new(id))
+            .map(|flag| f(&flag.definition))
     }
 
     /// Loads every definition from the source and makes it L1's whole content (one
@@ -202,12 +222,12 @@ impl TieredCache {
             return Some(hit);
         }
         let now = self.now();
-        if self.absent.active(id, now) {
+        if self.absent.active(id.as_str(), now) {
             add(&self.counters.negative_hits, 1);
             add(&self.counters.misses, 1);
             return None;
         }
-        if self.cooldown.active(id, now) {
+        if self.cooldown.active(id.as_str(), now) {
             let stale = self.stale(id);
             return self.answer(stale.map_or(Landing::Failed, Landing::Stale));
         }
@@ -241,9 +261,9 @@ impl TieredCache {
             if out.contains_key(id) || !seen.insert(id) {
                 continue;
             }
-            if self.absent.active(id, now) {
+            if self.absent.active(id.as_str(), now) {
                 add(&self.counters.negative_hits, 1);
-            } else if self.cooldown.active(id, now) {
+            } else if self.cooldown.active(id.as_str(), now) {
                 if let Some(flag) = self.stale(id) {
                     add(&self.counters.stale_serves, 1);
                     out.insert(id.clone(), flag);
