@@ -573,3 +573,89 @@ fn get_now_from_a_thread_outside_the_runtime_still_loads_in_the_background() {
     assert_eq!(from_plain_thread.join().unwrap(), 1);
     assert_eq!(db.source.queries(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_ahead_keeps_a_hot_flag_fresh_across_ttls_and_lets_cold_ones_expire() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let db = Db::new("refresh");
+    for id in ["hot", "cold"] {
+        db.source.upsert(&def(id, 1)).unwrap();
+    }
+    let mock = MockClock::new();
+    let cache = TieredCache::builder()
+        .redis(l2(&server, "ra"))
+        .source(db.source.clone())
+        .clock(Clock::mock(&mock))
+        .l1_ttl(Duration::from_secs(10))
+        .refresh_window(Duration::from_secs(3))
+        .max_stale(Duration::ZERO)
+        .build()
+        .unwrap();
+    let cache = Arc::new(cache);
+    for id in ["hot", "cold"] {
+        assert!(cache.get(&FlagId::new(id)).await.is_some());
+    }
+    // Another instance publishes version 2 of the hot flag to L2 halfway through.
+    let other = l2(&server, "ra");
+
+    // Five TTLs in steps of 2 s, a refresh pass each step, as the refresh task would run.
+    for step in 1..=25 {
+        let version = cache
+            .get_with("hot", |d| d.version)
+            .unwrap_or_else(|| panic!("the hot flag missed at step {step}"));
+        assert!(version >= 1);
+        if step == 12 {
+            other
+                .try_set(&FlagId::new("hot"), &def("hot", 2), None)
+                .await
+                .unwrap();
+        }
+        mock.advance(Duration::from_secs(2));
+        cache.refresh_ahead().await;
+    }
+    let stats = cache.tiered_stats();
+    assert_eq!(stats.stale_serves, 0, "never served stale: {stats:?}");
+    assert_eq!(stats.misses, 0, "never missed: {stats:?}");
+    // Written at 0 s with a 10 s TTL and a 3 s window, seen every 2 s: refreshed at 8 s, 16 s,
+    // 24 s, ... (six times in 50 s).
+    assert_eq!(stats.refreshes, 6, "{stats:?}");
+    assert_eq!(db.source.queries(), 2, "refreshes came from L2: {stats:?}");
+    assert_eq!(
+        cache.get_with("hot", |d| d.version),
+        Some(2),
+        "the change arrived by refresh"
+    );
+    // Never read after its load: left to expire.
+    assert!(cache.l1().get_now("cold").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresh_task_runs_and_stops_with_the_cache() {
+    let db = Db::new("refresh-task");
+    db.source.upsert(&def("f", 1)).unwrap();
+    let cache = Arc::new(
+        TieredCache::builder()
+            .source(db.source.clone())
+            .l1_ttl(Duration::from_millis(400))
+            .refresh_window(Duration::from_millis(300))
+            .max_stale(Duration::ZERO)
+            .build()
+            .unwrap(),
+    );
+    let task = cache.start_refresh_task(Duration::from_millis(50)).unwrap();
+    assert!(cache.get(&FlagId::new("f")).await.is_some());
+    for _ in 0..30 {
+        assert!(
+            cache.get_with("f", |_| ()).is_some(),
+            "refreshed before it expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cache.tiered_stats().refreshes >= 2);
+    assert!(cache.start_refresh_task(Duration::ZERO).is_err());
+    drop(cache);
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(task.is_finished(), "the task ends once the cache is gone");
+}

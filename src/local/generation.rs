@@ -19,6 +19,10 @@ const REF: u64 = 1 << 33;
 const REFS_MASK: u64 = 0b11 << 33;
 /// The counter saturates here: a hot entry stops writing it.
 const MAX_REFS: u64 = REFS_MASK;
+/// Set by the first read of an entry (a new entry, a refreshed one, starts without it): what
+/// refresh-ahead asks to tell hot entries from cold ones. Once set, with the counter
+/// saturated, reads write nothing.
+const READ: u64 = 1 << 35;
 
 /// One cached definition. A write replaces the whole value (carrying its counters over) and
 /// keeps the slot. The fields a read needs come first, so one cache line serves a hit.
@@ -29,8 +33,9 @@ pub(crate) struct Entry {
     /// The generation the entry was written for (`Active::tag`, low 32 bits), whether it is
     /// published (`PUBLISHED`, false only for a fill not yet validated against its write
     /// fence), and its GCLOCK counter (`REFS_MASK`: bumped by reads up to the maximum,
-    /// decremented by the hand). One word, so a reader checks visibility with one load; every
-    /// change is a read-modify-write, so none overwrites another.
+    /// decremented by the hand), and whether it was read since written (`READ`). One word, so a
+    /// reader checks visibility with one load; every change is a read-modify-write, so none
+    /// overwrites another.
     state: AtomicU64,
     /// Owned reads served from this entry (and the entries it replaced).
     hits: AtomicU64,
@@ -62,12 +67,19 @@ impl Entry {
     #[inline]
     pub(crate) fn touch(&self, seen: State) {
         let s = seen.0;
-        if s & REFS_MASK < MAX_REFS {
-            // One attempt: losing the race to another reader's bump is as good.
+        let bump = if s & REFS_MASK < MAX_REFS { REF } else { 0 };
+        let touched = (s | READ) + bump;
+        if touched != s {
+            // One attempt: losing the race to another reader's touch is as good.
             let _ =
                 self.state
-                    .compare_exchange_weak(s, s + REF, Ordering::Relaxed, Ordering::Relaxed);
+                    .compare_exchange_weak(s, touched, Ordering::Relaxed, Ordering::Relaxed);
         }
+    }
+
+    /// True once a read touched the entry since it was written.
+    pub(crate) fn was_read(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & READ != 0
     }
 
     /// Counts an owned read; returns the entry's total.
@@ -114,7 +126,7 @@ impl State {
     /// True when readers of generation `tag` may see the entry.
     #[inline]
     pub(crate) fn visible_in(self, tag: u32) -> bool {
-        self.0 & !REFS_MASK == u64::from(tag) | PUBLISHED
+        self.0 & !(REFS_MASK | READ) == u64::from(tag) | PUBLISHED
     }
 }
 

@@ -10,6 +10,7 @@ mod builder;
 mod fences;
 mod generation;
 mod read;
+mod refresh;
 mod ring;
 mod snapshots;
 mod stats;

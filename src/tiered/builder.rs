@@ -26,6 +26,7 @@ pub struct TieredCacheBuilder {
     negative_ttl: Duration,
     max_stale: Duration,
     retry_after: Duration,
+    refresh_window: Option<Duration>,
     remembered_flags: usize,
     clock: Option<Clock>,
     cleanup_interval: Duration,
@@ -60,6 +61,7 @@ impl TieredCacheBuilder {
             negative_ttl: Duration::from_secs(5),
             max_stale: Duration::from_secs(5 * 60),
             retry_after: Duration::from_secs(1),
+            refresh_window: None,
             remembered_flags: 10_000,
             clock: None,
             cleanup_interval: Duration::from_secs(1),
@@ -132,6 +134,14 @@ impl TieredCacheBuilder {
         self
     }
 
+    /// How long before expiry the refresh task reloads an entry that was read since it was
+    /// written (default a quarter of `l1_ttl`; zero turns refresh-ahead off). See
+    /// [`TieredCache::start_refresh_task`].
+    pub fn refresh_window(mut self, window: Duration) -> Self {
+        self.refresh_window = Some(window);
+        self
+    }
+
     /// How many flags the negative cache and the retry throttle each remember at most
     /// (default 10 000).
     pub fn remembered_flags(mut self, flags: usize) -> Self {
@@ -197,6 +207,7 @@ impl TieredCacheBuilder {
             negative_ttl: self.negative_ttl,
             max_stale: self.max_stale,
             retry_after: self.retry_after,
+            refresh_window: self.refresh_window.unwrap_or(self.l1_ttl / 4),
             counters: Counters::default(),
             runtime,
             _cleanup: cleanup,

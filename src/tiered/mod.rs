@@ -11,10 +11,12 @@ mod builder;
 mod deadlines;
 pub(crate) mod flight;
 mod l2;
+mod refresh;
 mod source;
 mod stats;
 
 pub use builder::TieredCacheBuilder;
+pub use refresh::RefreshTask;
 pub use source::FlagSource;
 pub use stats::TieredStats;
 
@@ -46,8 +48,10 @@ use std::time::Duration;
 /// - Fail-safe: when the backends fail, the last known definition is served for up to
 ///   `max_stale` after it expired, and the flag's backends are not asked again for
 ///   `retry_after`.
-/// - [`get_now`](Self::get_now) never waits: L1 only, and a miss starts the load in the
-///   background.
+/// - [`get_now`](Self::get_now) and [`get_with`](Self::get_with) never wait: L1 only, and a
+///   miss starts the load in the background.
+/// - Refresh-ahead ([`start_refresh_task`](Self::start_refresh_task)): entries read since they
+///   were written are reloaded in batches before they expire; cold entries expire.
 pub struct TieredCache {
     l1: Arc<LocalCache>,
     l2: Option<L2>,
@@ -62,6 +66,8 @@ pub struct TieredCache {
     negative_ttl: Duration,
     max_stale: Duration,
     retry_after: Duration,
+    /// Entries read since written that expire within this are reloaded ahead of expiry.
+    refresh_window: Duration,
     counters: Counters,
     /// The runtime the cache was built in: where `get_now` starts its background loads, even
     /// when called from a thread outside the runtime.
@@ -143,16 +149,14 @@ impl TieredCache {
 
     /// The definition of `id` from L1 only, without waiting for anything. On a miss, the load
     /// through L2 and L3 starts in the background (on the tokio runtime the cache was built in;
-    /// the caller may be any thread) and a later read finds it; meanwhile the last known definition is returned if it expired less
-    /// than `max_stale` ago.
+    /// the caller may be any thread) and a later read finds it; meanwhile the last known
+    /// definition is returned if it expired less than `max_stale` ago.
     pub fn get_now(self: &Arc<Self>, id: &FlagId) -> Option<CachedFlag> {
         if let Some(hit) = self.l1.get_now(id.as_str()) {
             return Some(hit);
         }
         let now = self.now();
-        if self.absent.active(id.as_str(), now) {
-            add(&self.counters.negative_hits, 1);
-            add(&self.counters.misses, 1);
+        if self.known_absent(id.as_str(), now) {
             return None;
         }
         if !self.cooldown.active(id.as_str(), now) {
@@ -183,9 +187,7 @@ impl TieredCache {
         if let Some(r) = self.l1.get_with(id, &f) {
             return Some(r);
         }
-        if self.absent.active(id, self.now()) {
-            add(&self.counters.negative_hits, 1);
-            add(&self.counters.misses, 1);
+        if self.known_absent(id, self.now()) {
             return None;
         }
         self.get_now(&FlagId::new(id))
@@ -222,9 +224,7 @@ impl TieredCache {
             return Some(hit);
         }
         let now = self.now();
-        if self.absent.active(id.as_str(), now) {
-            add(&self.counters.negative_hits, 1);
-            add(&self.counters.misses, 1);
+        if self.known_absent(id.as_str(), now) {
             return None;
         }
         if self.cooldown.active(id.as_str(), now) {
@@ -273,7 +273,15 @@ impl TieredCache {
             }
         }
         if !missing.is_empty() {
-            self.load_many(missing, &mut out).await;
+            for (id, landing) in self.load_many(missing).await {
+                let stale = matches!(landing, Landing::Stale(_));
+                if let Landing::Found(flag) | Landing::Stale(flag) = landing {
+                    if stale {
+                        add(&self.counters.stale_serves, 1);
+                    }
+                    out.insert(id, flag);
+                }
+            }
         }
         let answered = ids.iter().filter(|id| out.contains_key(*id)).count();
         add(&self.counters.misses, (ids.len() - answered) as u64);
@@ -377,6 +385,16 @@ impl TieredCache {
         self.l1.clock().now()
     }
 
+    /// True (and counted as a negative-cache answer and a miss) while `id` is known absent.
+    fn known_absent(&self, id: &str, now: Ticks) -> bool {
+        let absent = self.absent.active(id, now);
+        if absent {
+            add(&self.counters.negative_hits, 1);
+            add(&self.counters.misses, 1);
+        }
+        absent
+    }
+
     fn forget_deadlines(&self, id: &FlagId) {
         self.absent.clear(id);
         self.cooldown.clear(id);
@@ -457,13 +475,11 @@ impl TieredCache {
         }
     }
 
-    /// The batch load of [`get_many_flags`](Self::get_many_flags): one `MGET`, one
-    /// `load_many`, filling the layers above.
-    async fn load_many(
-        &self,
-        missing: Vec<(FlagId, FillTicket)>,
-        out: &mut HashMap<FlagId, CachedFlag>,
-    ) {
+    /// The batch load of [`get_many_flags`](Self::get_many_flags) and of refresh passes: one
+    /// `MGET`, one `load_many` for what L2 lacked, filling the layers above. Returns what each
+    /// flag landed as.
+    async fn load_many(&self, missing: Vec<(FlagId, FillTicket)>) -> Vec<(FlagId, Landing)> {
+        let mut landed = Vec::with_capacity(missing.len());
         let mut l2_failed = false;
         let mut rest = missing;
         if let Some(l2) = &self.l2 {
@@ -474,7 +490,7 @@ impl TieredCache {
                     rest.retain(|(id, ticket)| match found.get(id) {
                         Some(flag) => {
                             self.fill_l1(ticket, flag);
-                            out.insert(id.clone(), flag.clone());
+                            landed.push((id.clone(), Landing::Found(flag.clone())));
                             false
                         }
                         None => true,
@@ -484,13 +500,18 @@ impl TieredCache {
             }
         }
         if rest.is_empty() {
-            return;
+            return landed;
         }
         let Some(source) = &self.source else {
-            for (id, _) in &rest {
-                self.settle_unanswered(id, l2_failed, out);
+            for (id, _) in rest {
+                let landing = if l2_failed {
+                    self.fail(&id)
+                } else {
+                    self.mark_absent(&id)
+                };
+                landed.push((id, landing));
             }
-            return;
+            return landed;
         };
         let ids: Vec<FlagId> = rest.iter().map(|(id, _)| id.clone()).collect();
         add(&self.counters.l3_loads, 1);
@@ -498,21 +519,20 @@ impl TieredCache {
             Ok(mut found) => {
                 add(&self.counters.l3_fills, found.len() as u64);
                 let mut write_back = Vec::new();
-                for (id, ticket) in &rest {
-                    match found.remove(id) {
+                for (id, ticket) in rest {
+                    let landing = match found.remove(&id) {
                         Some(def) => {
                             let flag = CachedFlag::new(Arc::new(def));
                             // As in `load`: only what L1 took (no write raced) goes to L2.
-                            if self.fill_l1(ticket, &flag) {
-                                write_back
-                                    .push((id.clone(), FlagDefinition::clone(&flag.definition)));
+                            if self.fill_l1(&ticket, &flag) {
+                                let def = FlagDefinition::clone(&flag.definition);
+                                write_back.push((id.clone(), def));
                             }
-                            out.insert(id.clone(), flag);
+                            Landing::Found(flag)
                         }
-                        None => {
-                            self.mark_absent(id);
-                        }
-                    }
+                        None => self.mark_absent(&id),
+                    };
+                    landed.push((id, landing));
                 }
                 if let (Some(l2), false, false) = (&self.l2, l2_failed, write_back.is_empty()) {
                     let _ = l2.set_many(&write_back, self.l2_ttl).await;
@@ -521,24 +541,13 @@ impl TieredCache {
             Err(e) => {
                 add(&self.counters.l3_errors, 1);
                 tracing::warn!(error = %e, flags = ids.len(), "flag source failed; serving stale if known");
-                for (id, _) in &rest {
-                    self.settle_unanswered(id, true, out);
+                for (id, _) in rest {
+                    let landing = self.fail(&id);
+                    landed.push((id, landing));
                 }
             }
         }
-    }
-
-    /// A flag of a batch no backend answered: stale if the backends failed, absent otherwise.
-    fn settle_unanswered(&self, id: &FlagId, failed: bool, out: &mut HashMap<FlagId, CachedFlag>) {
-        let landing = if failed {
-            self.fail(id)
-        } else {
-            self.mark_absent(id)
-        };
-        if let Landing::Stale(flag) = landing {
-            add(&self.counters.stale_serves, 1);
-            out.insert(id.clone(), flag);
-        }
+        landed
     }
 
     /// Fills L1 under `ticket`; false when the fill was dropped (and counted by L1) because a

@@ -31,6 +31,8 @@ pub struct TieredStats {
     pub stale_serves: u64,
     /// Reads no layer could answer.
     pub misses: u64,
+    /// Entries reloaded ahead of their expiry by refresh passes.
+    pub refreshes: u64,
 }
 
 #[derive(Default)]
@@ -43,6 +45,7 @@ pub(crate) struct Counters {
     pub(crate) negative_hits: AtomicU64,
     pub(crate) stale_serves: AtomicU64,
     pub(crate) misses: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
 }
 
 /// Adds `n` to one counter (these sit beside network calls or misses, never on an L1 hit).
@@ -67,6 +70,7 @@ impl Counters {
             negative_hits: get(&self.negative_hits),
             stale_serves: get(&self.stale_serves),
             misses: get(&self.misses),
+            refreshes: get(&self.refreshes),
         }
     }
 }

@@ -1,0 +1,73 @@
+//! What refresh-ahead asks of L1: the entries that were read since they were written and
+//! expire soon. Cold entries (not read since written) are left to expire.
+
+use super::LocalCache;
+use crate::flag::FlagId;
+use crate::time::duration_to_ticks;
+use std::time::Duration;
+
+impl LocalCache {
+    /// Up to `limit` ids of current entries that were read since they were written and expire
+    /// within `window` (or have expired and are kept for the stale grace).
+    pub(crate) fn refresh_candidates(&self, window: Duration, limit: usize) -> Vec<FlagId> {
+        let horizon = self.clock.now().saturating_add(duration_to_ticks(window));
+        let a = self.snapshots.active();
+        let buffer = self.snapshots.buffer(a);
+        let mut ids = Vec::new();
+        buffer.map.for_each(|id, e| {
+            if ids.len() < limit
+                && e.expires_at <= horizon
+                && e.was_read()
+                && e.state().visible_in(a.tag())
+            {
+                ids.push(id.clone());
+            }
+        });
+        ids
+    }
+}
+
+#[cfg(all(test, not(flagcache_loom)))]
+mod tests {
+    use crate::{Clock, FlagDefinition, FlagId, LocalCache, MockClock};
+    use std::time::Duration;
+
+    #[test]
+    fn only_entries_read_since_written_and_close_to_expiry_are_candidates() {
+        let mock = MockClock::new();
+        let cache = LocalCache::builder()
+            .default_ttl(Duration::from_secs(10))
+            .clock(Clock::mock(&mock))
+            .build()
+            .unwrap();
+        for id in ["hot", "cold", "later"] {
+            let def = FlagDefinition::new_boolean(id, "F", true).unwrap();
+            let ttl = (id == "later").then_some(Duration::from_secs(60));
+            cache.try_set(&FlagId::new(id), def, ttl).unwrap();
+        }
+        assert!(cache.get_with("hot", |_| ()).is_some());
+        assert!(cache.get_with("later", |_| ()).is_some());
+        let window = Duration::from_secs(3);
+        assert!(
+            cache.refresh_candidates(window, 10).is_empty(),
+            "nothing expires soon yet"
+        );
+
+        mock.advance(Duration::from_secs(8));
+        let ids = cache.refresh_candidates(window, 10);
+        assert_eq!(ids, [FlagId::new("hot")], "read, and within the window");
+
+        // A refresh writes a new entry: it is not a candidate until it is read again.
+        let def = FlagDefinition::new_boolean("hot", "F", true).unwrap();
+        cache.try_set(&FlagId::new("hot"), def, None).unwrap();
+        mock.advance(Duration::from_secs(8));
+        assert!(cache.refresh_candidates(window, 10).is_empty());
+        assert!(cache.get_with("hot", |_| ()).is_some());
+        assert_eq!(cache.refresh_candidates(window, 10).len(), 1);
+        assert_eq!(
+            cache.refresh_candidates(window, 0).len(),
+            0,
+            "the limit holds"
+        );
+    }
+}
