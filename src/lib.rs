@@ -85,7 +85,9 @@ pub use flag::*;
 pub use local::{CleanupTask, FillOutcome, FillTicket, LocalCache, LocalCacheBuilder, StaleFlag};
 #[cfg(all(feature = "redis", not(flagcache_loom)))]
 pub use redis::{RedisCache, RedisCacheBuilder, RedisStats, SetManyOutcome};
-pub use tiered::{FlagSource, RefreshTask, TieredCache, TieredCacheBuilder, TieredStats};
+pub use tiered::{
+    BackplaneTask, FlagSource, RefreshTask, TieredCache, TieredCacheBuilder, TieredStats,
+};
 pub use time::{Clock, MockClock};
 
 /// Internals for the fuzz targets and loom models; not part of the API.

@@ -659,3 +659,144 @@ async fn the_refresh_task_runs_and_stops_with_the_cache() {
     tokio::time::sleep(Duration::from_millis(120)).await;
     assert!(task.is_finished(), "the task ends once the cache is gone");
 }
+
+/// Two instances of one service: same Redis prefix, same source.
+fn instance(server: &RedisServer, db: &Db) -> Arc<TieredCache> {
+    Arc::new(
+        TieredCache::builder()
+            .redis(l2(server, "fleet"))
+            .source(db.source.clone())
+            .l1_ttl(Duration::from_secs(600))
+            .build()
+            .unwrap(),
+    )
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_one_instance_reaches_the_others_l1() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let db = Db::new("backplane");
+    db.source.upsert(&def("f", 1)).unwrap();
+    let (a, b) = (instance(&server, &db), instance(&server, &db));
+    let _tasks = (a.start_backplane().unwrap(), b.start_backplane().unwrap());
+    wait_for("both subscriptions", || {
+        a.tiered_stats().subscriptions == 1 && b.tiered_stats().subscriptions == 1
+    })
+    .await;
+    let f = FlagId::new("f");
+    for cache in [&a, &b] {
+        assert_eq!(cache.get(&f).await.unwrap().definition.version, 1);
+    }
+
+    db.source.upsert(&def("f", 2)).unwrap();
+    let written = Instant::now();
+    a.try_set(&f, def("f", 2), None).await.unwrap();
+    let delay = wait_for("B to drop its copy", || b.l1().get_now("f").is_none()).await;
+    let since_write = written.elapsed();
+    println!("write on A to B's L1: {since_write:?} ({delay:?} after set returned)");
+    assert!(
+        since_write < Duration::from_millis(500),
+        "took {since_write:?}"
+    );
+    assert_eq!(
+        b.get(&f).await.unwrap().definition.version,
+        2,
+        "B loads the new version"
+    );
+
+    // A ignores its own notice: its fresh copy stays.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(a.l1().get_now("f").unwrap().definition.version, 2);
+    assert_eq!(a.tiered_stats().notices_received, 0);
+    assert_eq!(a.tiered_stats().notices_sent, 1);
+
+    a.try_invalidate(&f).await.unwrap();
+    wait_for("B to drop the invalidated flag", || {
+        b.l1().get_now("f").is_none()
+    })
+    .await;
+
+    // Garbage on the channel is counted and ignored.
+    server.command(&["PUBLISH", "fleet:flagcache:v1:events", "not a notice"]);
+    wait_for("the bad notice to be counted", || {
+        b.tiered_stats().notices_bad == 1
+    })
+    .await;
+    assert_eq!(
+        b.get(&f).await.unwrap().definition.version,
+        2,
+        "still serving"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_subscription_comes_back_and_revalidates_l1() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let db = Db::new("revalidate");
+    db.source.upsert(&def("f", 1)).unwrap();
+    let (a, b) = (instance(&server, &db), instance(&server, &db));
+    let _task = b.start_backplane().unwrap();
+    wait_for("B's subscription", || b.tiered_stats().subscriptions == 1).await;
+    let f = FlagId::new("f");
+    assert_eq!(b.get(&f).await.unwrap().definition.version, 1);
+
+    // A change B cannot hear about: written to L2 directly, no notice.
+    a.l2()
+        .unwrap()
+        .try_set(&f, &def("f", 5), None)
+        .await
+        .unwrap();
+    assert_eq!(b.l1().get_now("f").unwrap().definition.version, 1);
+    // Drop B's subscription: it subscribes again and revalidates every L1 entry.
+    server.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    wait_for("B to revalidate", || {
+        b.l1()
+            .get_now("f")
+            .is_some_and(|c| c.definition.version == 5)
+    })
+    .await;
+    let stats = b.tiered_stats();
+    assert!(
+        stats.subscriptions >= 2 && stats.revalidations >= 1,
+        "{stats:?}"
+    );
+
+    // Redis killed and restarted (empty): B subscribes again by itself, and notices flow.
+    server.kill();
+    server.restart();
+    let before = stats.subscriptions;
+    wait_for("B to subscribe after the restart", || {
+        b.tiered_stats().subscriptions > before
+    })
+    .await;
+    db.source.upsert(&def("f", 6)).unwrap();
+    // A's first call after the restart may find its old connection broken (and re-make it).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Err(e) = a.try_set(&f, def("f", 6), None).await {
+        assert!(e.is_transient() && Instant::now() < deadline, "{e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for("B to drop its copy", || {
+        b.l1()
+            .get_now("f")
+            .is_none_or(|c| c.definition.version == 6)
+    })
+    .await;
+    assert_eq!(b.get(&f).await.unwrap().definition.version, 6);
+}

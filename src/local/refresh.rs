@@ -25,6 +25,20 @@ impl LocalCache {
         });
         ids
     }
+
+    /// The ids of every entry of the current snapshot.
+    #[cfg_attr(not(all(feature = "redis", not(flagcache_loom))), allow(dead_code))]
+    pub(crate) fn ids(&self) -> Vec<FlagId> {
+        let a = self.snapshots.active();
+        let buffer = self.snapshots.buffer(a);
+        let mut ids = Vec::with_capacity(buffer.map.len());
+        buffer.map.for_each(|id, e| {
+            if e.state().visible_in(a.tag()) {
+                ids.push(id.clone());
+            }
+        });
+        ids
+    }
 }
 
 #[cfg(all(test, not(flagcache_loom)))]

@@ -167,11 +167,14 @@ impl RedisCacheBuilder {
             // One attempt per reconnect: a call never waits out a backoff; the next call after
             // a failed attempt starts another.
             .set_number_of_retries(0);
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
-            Error::invalid_config(format!("cannot set up the Redis connection: {e}")).with_source(e)
-        })?;
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(|e| {
+                Error::invalid_config(format!("cannot set up the Redis connection: {e}"))
+                    .with_source(e)
+            })?;
         Ok(RedisCache::from_parts(
             conn,
+            client,
             keys,
             self.default_ttl,
             self.response_timeout,

@@ -48,6 +48,8 @@ use std::time::Duration;
 /// ```
 pub struct RedisCache {
     conn: ConnectionManager,
+    /// For the dedicated connections a subscription needs.
+    client: redis::Client,
     keys: Keys,
     default_ttl: Duration,
     timeout: Duration,
@@ -99,8 +101,10 @@ impl RedisCache {
         RedisCacheBuilder::new(url)
     }
 
+    #[allow(clippy::too_many_arguments)] // the builder's checked settings, once
     fn from_parts(
         conn: ConnectionManager,
+        client: redis::Client,
         keys: Keys,
         default_ttl: Duration,
         timeout: Duration,
@@ -110,6 +114,7 @@ impl RedisCache {
     ) -> Self {
         Self {
             conn,
+            client,
             keys,
             default_ttl,
             timeout,
@@ -118,6 +123,34 @@ impl RedisCache {
             memo: DecodeMemo::new(memo_capacity),
             counters: Counters::default(),
             reachable: AtomicU64::new(1),
+        }
+    }
+
+    /// The key prefix this cache was built with.
+    pub fn prefix(&self) -> &str {
+        self.keys.prefix()
+    }
+
+    /// Publishes `payload` on `channel` (one round trip); returns how many subscribers got it.
+    pub(crate) async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64> {
+        self.request(redis::cmd("PUBLISH").arg(channel).arg(payload))
+            .await
+    }
+
+    /// A dedicated connection subscribed to `channel`, made within the response timeout.
+    pub(crate) async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSub> {
+        let subscribe = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        match tokio::time::timeout(self.timeout, subscribe).await {
+            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Err(e)) => Err(self.classify(e)),
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("subscribing to {channel} took over {:?}", self.timeout),
+            )),
         }
     }
 

@@ -208,6 +208,7 @@ impl TieredCacheBuilder {
             max_stale: self.max_stale,
             retry_after: self.retry_after,
             refresh_window: self.refresh_window.unwrap_or(self.l1_ttl / 4),
+            origin: super::backplane::new_origin(),
             counters: Counters::default(),
             runtime,
             _cleanup: cleanup,

@@ -41,8 +41,8 @@ impl Deadlines {
     }
 
     /// Drops `id`'s deadline.
-    pub(crate) fn clear(&self, id: &FlagId) {
-        self.map.remove_if(id.as_str(), |_| true, |_| ());
+    pub(crate) fn clear(&self, id: &str) {
+        self.map.remove_if(id, |_| true, |_| ());
     }
 
     /// Drops every deadline.
@@ -50,7 +50,7 @@ impl Deadlines {
         let mut ids = Vec::new();
         self.map.for_each(|id, _| ids.push(id.clone()));
         for id in &ids {
-            self.clear(id);
+            self.clear(id.as_str());
         }
     }
 }
@@ -69,7 +69,7 @@ mod tests {
         assert!(!d.active(id.as_str(), 100));
         assert!(!d.active(id.as_str(), 50), "a passed deadline is gone");
         d.set(&id, 100);
-        d.clear(&id);
+        d.clear(id.as_str());
         assert!(!d.active(id.as_str(), 0));
     }
 

@@ -57,6 +57,14 @@ mod with_redis {
         pub(crate) fn redis(&self) -> &RedisCache {
             &self.0
         }
+
+        pub(crate) fn prefix(&self) -> &str {
+            self.0.prefix()
+        }
+
+        pub(crate) async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64> {
+            self.0.publish(channel, payload).await
+        }
     }
 }
 
@@ -93,6 +101,14 @@ mod without_redis {
         }
 
         pub(crate) async fn clear(&self) -> Result<()> {
+            match *self {}
+        }
+
+        pub(crate) fn prefix(&self) -> &str {
+            match *self {}
+        }
+
+        pub(crate) async fn publish(&self, _: &str, _: &[u8]) -> Result<u64> {
             match *self {}
         }
     }

@@ -7,6 +7,7 @@
 //! is remembered as absent for a short time (`deadlines`); when the backends fail, the last
 //! known definition is served up to `max_stale`, and the flag is not retried for a while.
 
+mod backplane;
 mod builder;
 mod deadlines;
 pub(crate) mod flight;
@@ -15,6 +16,7 @@ mod refresh;
 mod source;
 mod stats;
 
+pub use backplane::BackplaneTask;
 pub use builder::TieredCacheBuilder;
 pub use refresh::RefreshTask;
 pub use source::FlagSource;
@@ -26,6 +28,7 @@ use crate::flag::{FlagDefinition, FlagId};
 use crate::local::{CleanupTask, FillOutcome, FillTicket, LocalCache};
 use crate::sync::Arc;
 use crate::time::{Ticks, duration_to_ticks};
+use backplane::Action;
 use deadlines::Deadlines;
 use flight::{Flights, Role};
 use l2::L2;
@@ -68,6 +71,8 @@ pub struct TieredCache {
     retry_after: Duration,
     /// Entries read since written that expire within this are reloaded ahead of expiry.
     refresh_window: Duration,
+    /// This instance's id on the backplane.
+    origin: String,
     counters: Counters,
     /// The runtime the cache was built in: where `get_now` starts its background loads, even
     /// when called from a thread outside the runtime.
@@ -313,8 +318,15 @@ impl TieredCache {
             }
         }
         self.forget_deadlines(id);
+        let version = def.version;
         self.l1.try_set(id, def, ttl.or(Some(self.l1_ttl)))?;
-        l2_error.map_or(Ok(()), Err)
+        match l2_error {
+            Some(e) => Err(e),
+            None => {
+                self.publish(Action::Set, &[(id.clone(), version)]).await;
+                Ok(())
+            }
+        }
     }
 
     /// [`try_set`](Self::try_set) for several definitions: one L2 pipeline, then L1.
@@ -332,12 +344,19 @@ impl TieredCache {
                 first_error = Some(e);
             }
         }
-        for (id, _) in &flags {
+        let written: Vec<(FlagId, u64)> = flags
+            .iter()
+            .map(|(id, def)| (id.clone(), def.version))
+            .collect();
+        for (id, _) in &written {
             self.forget_deadlines(id);
         }
         if let Err(e) = self.l1.try_set_many(flags, ttl.or(Some(self.l1_ttl))) {
             first_error.get_or_insert(e);
         }
+        // Other instances drop only copies older than the notice says, so a refused write
+        // in the batch costs them nothing.
+        self.publish(Action::Set, &written).await;
         first_error.map_or(Ok(()), Err)
     }
 
@@ -363,6 +382,10 @@ impl TieredCache {
         for id in ids {
             self.forget_deadlines(id);
         }
+        if l2_result.is_ok() {
+            let dropped: Vec<(FlagId, u64)> = ids.iter().map(|id| (id.clone(), 0)).collect();
+            self.publish(Action::Invalidate, &dropped).await;
+        }
         l2_result
     }
 
@@ -378,6 +401,9 @@ impl TieredCache {
         self.l1.clear_now();
         self.absent.clear_all();
         self.cooldown.clear_all();
+        if l2_result.is_ok() {
+            self.publish(Action::Clear, &[]).await;
+        }
         l2_result
     }
 
@@ -396,8 +422,8 @@ impl TieredCache {
     }
 
     fn forget_deadlines(&self, id: &FlagId) {
-        self.absent.clear(id);
-        self.cooldown.clear(id);
+        self.absent.clear(id.as_str());
+        self.cooldown.clear(id.as_str());
     }
 
     /// Counts a landing as the reader's answer.

@@ -33,6 +33,18 @@ pub struct TieredStats {
     pub misses: u64,
     /// Entries reloaded ahead of their expiry by refresh passes.
     pub refreshes: u64,
+    /// Backplane notices this instance published.
+    pub notices_sent: u64,
+    /// Backplane notices that could not be published (the write stood).
+    pub notices_failed: u64,
+    /// Other instances' notices applied to L1.
+    pub notices_received: u64,
+    /// Messages on the channel that were not valid notices (ignored).
+    pub notices_bad: u64,
+    /// Times the backplane subscription was made (the first time, and after each drop).
+    pub subscriptions: u64,
+    /// Times every L1 entry was revalidated (after the subscription came back).
+    pub revalidations: u64,
 }
 
 #[derive(Default)]
@@ -46,6 +58,12 @@ pub(crate) struct Counters {
     pub(crate) stale_serves: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) refreshes: AtomicU64,
+    pub(crate) notices_sent: AtomicU64,
+    pub(crate) notices_failed: AtomicU64,
+    pub(crate) notices_received: AtomicU64,
+    pub(crate) notices_bad: AtomicU64,
+    pub(crate) subscriptions: AtomicU64,
+    pub(crate) revalidations: AtomicU64,
 }
 
 /// Adds `n` to one counter (these sit beside network calls or misses, never on an L1 hit).
@@ -71,6 +89,12 @@ impl Counters {
             stale_serves: get(&self.stale_serves),
             misses: get(&self.misses),
             refreshes: get(&self.refreshes),
+            notices_sent: get(&self.notices_sent),
+            notices_failed: get(&self.notices_failed),
+            notices_received: get(&self.notices_received),
+            notices_bad: get(&self.notices_bad),
+            subscriptions: get(&self.subscriptions),
+            revalidations: get(&self.revalidations),
         }
     }
 }
