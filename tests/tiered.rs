@@ -510,6 +510,39 @@ async fn warm_up_loads_the_whole_set_into_l1() {
     assert!(without.warm_up().await.unwrap_err().is_config());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_source_warm_up_loads_from_l2() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let redis = RedisCache::builder(&server.url())
+        .prefix("warm")
+        .scan_batch(7) // several SCAN batches
+        .build()
+        .unwrap();
+    let flags: Vec<_> = (0..30)
+        .map(|i| {
+            let id = format!("w{i}");
+            (FlagId::new(&id), def(&id, i + 1))
+        })
+        .collect();
+    redis.try_set_many(&flags, None).await.unwrap();
+    server.command(&["SET", "warm:flag:junk", "not json"]);
+    server.command(&["SET", "other:flag:w99", "x"]);
+    let cache = TieredCache::builder().redis(redis).build().unwrap();
+    assert_eq!(
+        cache.warm_up().await.unwrap(),
+        30,
+        "the corrupt one and the other prefix left out"
+    );
+    for (id, d) in &flags {
+        assert_eq!(
+            cache.l1().get_now(id.as_str()).unwrap().definition.version,
+            d.version
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_bad_redis_url_is_an_error_not_a_missing_l2() {
     let err = TieredCache::new(

@@ -57,6 +57,11 @@ impl Keys {
         format!("{}*", self.head)
     }
 
+    /// `{prefix}:flag:`, what every key of this cache starts with.
+    pub(crate) fn head(&self) -> &str {
+        &self.head
+    }
+
     /// The prefix the cache was built with.
     pub(crate) fn prefix(&self) -> &str {
         &self.head[..self.head.len() - ":flag:".len()]

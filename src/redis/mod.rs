@@ -383,6 +383,50 @@ impl RedisCache {
         Ok(())
     }
 
+    /// Every valid definition stored under this cache's prefix: `SCAN MATCH {prefix}:flag:*`
+    /// and one `MGET` per batch. Corrupt values are left out (counted as decode errors). For
+    /// warming an instance up from L2.
+    ///
+    /// # Errors
+    /// Connection errors and timeouts.
+    pub async fn try_load_all(&self) -> Result<Vec<FlagDefinition>> {
+        let pattern = self.keys.pattern();
+        let mut cursor: u64 = 0;
+        let mut defs = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .request(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(self.scan_batch),
+                )
+                .await?;
+            let ids: Vec<FlagId> = keys
+                .iter()
+                .filter_map(|k| k.strip_prefix(self.keys.head()))
+                .map(FlagId::new)
+                .collect();
+            // SCAN may return a key twice; a later MGET simply reads it again.
+            if !ids.is_empty() {
+                let found = self.try_get_many(&ids).await?;
+                defs.extend(
+                    found
+                        .into_values()
+                        .map(|f| FlagDefinition::clone(&f.definition)),
+                );
+            }
+            if next == 0 {
+                defs.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+                defs.dedup_by(|a, b| a.id == b.id);
+                return Ok(defs);
+            }
+            cursor = next;
+        }
+    }
+
     /// Removes every key of this cache's prefix (and only those): `SCAN MATCH
     /// {prefix}:flag:*` and one `UNLINK` per batch. Returns how many keys it removed. Keys
     /// written while it runs may survive it.

@@ -62,6 +62,10 @@ mod with_redis {
             self.0.prefix()
         }
 
+        pub(crate) async fn load_all(&self) -> Result<Vec<FlagDefinition>> {
+            self.0.try_load_all().await
+        }
+
         pub(crate) async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64> {
             self.0.publish(channel, payload).await
         }
@@ -105,6 +109,10 @@ mod without_redis {
         }
 
         pub(crate) fn prefix(&self) -> &str {
+            match *self {}
+        }
+
+        pub(crate) async fn load_all(&self) -> Result<Vec<FlagDefinition>> {
             match *self {}
         }
 

@@ -199,22 +199,28 @@ impl TieredCache {
             .map(|flag| f(&flag.definition))
     }
 
-    /// Loads every definition from the source and makes it L1's whole content (one
-    /// [`LocalCache::replace_all`]); returns how many. Call it at start-up, before serving.
+    /// Loads every definition from the source (or, without one, from L2) and makes it L1's
+    /// whole content (one [`LocalCache::replace_all`]); returns how many. Call it at start-up,
+    /// before serving.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidConfig`] without a source; the source's error; L1's
+    /// [`ErrorKind::InvalidConfig`] with neither a source nor L2; the layer's error; L1's
     /// [`ErrorKind::CapacityExceeded`] when the set is larger than L1.
     pub async fn warm_up(&self) -> Result<usize> {
-        let Some(source) = &self.source else {
-            return Err(Error::invalid_config(
-                "warm_up needs a FlagSource (builder.source)",
-            ));
+        let defs = match (&self.source, &self.l2) {
+            (Some(source), _) => {
+                add(&self.counters.l3_loads, 1);
+                source.load_all().await.inspect_err(|_| {
+                    add(&self.counters.l3_errors, 1);
+                })?
+            }
+            (None, Some(l2)) => l2.load_all().await?,
+            (None, None) => {
+                return Err(Error::invalid_config(
+                    "warm_up needs a FlagSource (builder.source) or an L2",
+                ));
+            }
         };
-        add(&self.counters.l3_loads, 1);
-        let defs = source.load_all().await.inspect_err(|_| {
-            add(&self.counters.l3_errors, 1);
-        })?;
         let n = defs.len();
         self.l1.replace_all(defs)?;
         for cleared in [&self.absent, &self.cooldown] {
