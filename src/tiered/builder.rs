@@ -168,7 +168,7 @@ impl TieredCacheBuilder {
     /// # Errors
     /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) for a zero size, TTL,
     /// `retry_after` or cleanup interval, a Redis URL without the `redis` feature, and
-    /// whatever [`RedisCacheBuilder::build`](crate::RedisCacheBuilder::build) refuses (a bad
+    /// whatever `RedisCacheBuilder::build` refuses (a bad
     /// URL or prefix, no tokio runtime).
     pub fn build(mut self) -> Result<TieredCache> {
         for (what, d) in [

@@ -6,6 +6,7 @@
 //! fills the layers above, and lands the outcome for its followers. A flag absent everywhere
 //! is remembered as absent for a short time (`deadlines`); when the backends fail, the last
 //! known definition is served up to `max_stale`, and the flag is not retried for a while.
+//! Writes are in `write`, refresh-ahead in `refresh`, cross-instance notices in `backplane`.
 
 mod backplane;
 mod builder;
@@ -15,6 +16,7 @@ mod l2;
 mod refresh;
 mod source;
 mod stats;
+mod write;
 
 pub use backplane::BackplaneTask;
 pub use builder::TieredCacheBuilder;
@@ -28,7 +30,6 @@ use crate::flag::{FlagDefinition, FlagId};
 use crate::local::{CleanupTask, FillOutcome, FillTicket, LocalCache};
 use crate::sync::Arc;
 use crate::time::{Ticks, duration_to_ticks};
-use backplane::Action;
 use deadlines::Deadlines;
 use flight::{Flights, Role};
 use l2::L2;
@@ -55,6 +56,9 @@ use std::time::Duration;
 ///   miss starts the load in the background.
 /// - Refresh-ahead ([`start_refresh_task`](Self::start_refresh_task)): entries read since they
 ///   were written are reloaded in batches before they expire; cold entries expire.
+/// - Backplane ([`start_backplane`](Self::start_backplane)): writes publish notices on Redis
+///   pub/sub; other instances drop their stale L1 copies, and revalidate L1 after the
+///   subscription comes back.
 pub struct TieredCache {
     l1: Arc<LocalCache>,
     l2: Option<L2>,
@@ -297,120 +301,6 @@ impl TieredCache {
         let answered = ids.iter().filter(|id| out.contains_key(*id)).count();
         add(&self.counters.misses, (ids.len() - answered) as u64);
         out
-    }
-
-    /// Stores `def` in L2 (through its version guard) and then in L1, for `ttl` (each layer's
-    /// default when `None`).
-    ///
-    /// # Errors
-    /// [`ErrorKind::StaleVersion`] when L2 or L1 holds a higher version (L1's copy is then
-    /// dropped, so the next read fetches the newer one); an L2 failure (L1 is still written);
-    /// the checks of [`LocalCache::try_set`].
-    pub async fn try_set(
-        &self,
-        id: &FlagId,
-        def: FlagDefinition,
-        ttl: Option<Duration>,
-    ) -> Result<()> {
-        let mut l2_error = None;
-        if let Some(l2) = &self.l2 {
-            match l2.set(id, &def, ttl.unwrap_or(self.l2_ttl)).await {
-                Ok(()) => {}
-                Err(e) if e.is_stale_version() => {
-                    self.l1.invalidate_now(id.as_str());
-                    return Err(e);
-                }
-                Err(e) => l2_error = Some(e),
-            }
-        }
-        self.forget_deadlines(id);
-        let version = def.version;
-        self.l1.try_set(id, def, ttl.or(Some(self.l1_ttl)))?;
-        match l2_error {
-            Some(e) => Err(e),
-            None => {
-                self.publish(Action::Set, &[(id.clone(), version)]).await;
-                Ok(())
-            }
-        }
-    }
-
-    /// [`try_set`](Self::try_set) for several definitions: one L2 pipeline, then L1.
-    ///
-    /// # Errors
-    /// The first error of either layer, after attempting every write.
-    pub async fn try_set_many(
-        &self,
-        flags: Vec<(FlagId, FlagDefinition)>,
-        ttl: Option<Duration>,
-    ) -> Result<()> {
-        let mut first_error = None;
-        if let Some(l2) = &self.l2 {
-            if let Err(e) = l2.set_many(&flags, ttl.unwrap_or(self.l2_ttl)).await {
-                first_error = Some(e);
-            }
-        }
-        let written: Vec<(FlagId, u64)> = flags
-            .iter()
-            .map(|(id, def)| (id.clone(), def.version))
-            .collect();
-        for (id, _) in &written {
-            self.forget_deadlines(id);
-        }
-        if let Err(e) = self.l1.try_set_many(flags, ttl.or(Some(self.l1_ttl))) {
-            first_error.get_or_insert(e);
-        }
-        // Other instances drop only copies older than the notice says, so a refused write
-        // in the batch costs them nothing.
-        self.publish(Action::Set, &written).await;
-        first_error.map_or(Ok(()), Err)
-    }
-
-    /// Drops `id` from L2, then from L1 (in that order, so no load can bring the dropped
-    /// definition back from L2 into L1).
-    ///
-    /// # Errors
-    /// An L2 failure (L1 is still invalidated).
-    pub async fn try_invalidate(&self, id: &FlagId) -> Result<()> {
-        self.try_invalidate_many(std::slice::from_ref(id)).await
-    }
-
-    /// [`try_invalidate`](Self::try_invalidate) for several flags: one L2 `UNLINK`.
-    ///
-    /// # Errors
-    /// An L2 failure (L1 is still invalidated).
-    pub async fn try_invalidate_many(&self, ids: &[FlagId]) -> Result<()> {
-        let l2_result = match &self.l2 {
-            Some(l2) => l2.invalidate_many(ids).await,
-            None => Ok(()),
-        };
-        self.l1.invalidate_many_now(ids);
-        for id in ids {
-            self.forget_deadlines(id);
-        }
-        if l2_result.is_ok() {
-            let dropped: Vec<(FlagId, u64)> = ids.iter().map(|id| (id.clone(), 0)).collect();
-            self.publish(Action::Invalidate, &dropped).await;
-        }
-        l2_result
-    }
-
-    /// Empties L2 (this prefix only), then L1.
-    ///
-    /// # Errors
-    /// An L2 failure (L1 is still cleared).
-    pub async fn try_clear(&self) -> Result<()> {
-        let l2_result = match &self.l2 {
-            Some(l2) => l2.clear().await,
-            None => Ok(()),
-        };
-        self.l1.clear_now();
-        self.absent.clear_all();
-        self.cooldown.clear_all();
-        if l2_result.is_ok() {
-            self.publish(Action::Clear, &[]).await;
-        }
-        l2_result
     }
 
     fn now(&self) -> Ticks {
