@@ -6,9 +6,9 @@
 //! | Layer | Type | What |
 //! |---|---|---|
 //! | L1 | [`LocalCache`] | in-process `papaya` map, CLOCK eviction, per-entry TTL, snapshot swaps |
-//! | L2 | `RedisCache` (feature `redis`) | Redis shared by a fleet of instances: one connection, bounded latency, batches, version guard |
+//! | L2 | `RedisCache` (feature `redis`) | Redis shared by a fleet: bounded latency, batches, version guard |
 //! | L3 | [`FlagSource`] | the database, the source of truth |
-//! | all | [`TieredCache`] | read-through L1 → L2 → L3, one load per flag, negative caching, fail-safe |
+//! | all | [`TieredCache`] | read-through, single-flight, refresh-ahead, fail-safe, backplane |
 //!
 //! ## Quick example
 //! ```

@@ -3,8 +3,8 @@
 //! stand-ins. `clippy.toml` forbids the std and third-party types everywhere else.
 //!
 //! Under loom, `papaya::HashMap` becomes a `RwLock<BTreeMap>`: loom cannot see inside papaya,
-//! and the stand-in is linearizable, which is all the crate's own protocols assume of it. `Arc` itself stays `std`'s: it only carries immutable
-//! data here, never a protocol.
+//! and the stand-in is linearizable, which is all the crate's own protocols assume of it.
+//! `Arc` itself stays `std`'s: it only carries immutable data here, never a protocol.
 
 #![allow(clippy::disallowed_types)]
 

@@ -174,14 +174,14 @@ mod subscription {
             }
         }
 
-        /// Subscribes this instance to the backplane of its L2 prefix, on the runtime the cache was
-        /// built in: other instances' writes drop this instance's stale L1 copies, and after the
-        /// subscription drops and returns, every L1 entry is revalidated. Writes through this cache
-        /// publish notices whether or not it subscribes.
+        /// Subscribes this instance to the backplane of its L2 prefix, on the runtime the cache
+        /// was built in: other instances' writes drop this instance's stale L1 copies, and after
+        /// the subscription drops and returns, every L1 entry is revalidated. Writes through
+        /// this cache publish notices whether or not it subscribes.
         ///
         /// # Errors
-        /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) without an L2, or when the
-        /// cache was built outside a tokio runtime.
+        /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) without an L2, or when
+        /// the cache was built outside a tokio runtime.
         pub fn start_backplane(self: &Arc<Self>) -> Result<BackplaneTask> {
             if self.l2.is_none() {
                 return Err(Error::invalid_config("the backplane needs an L2 (Redis)"));
