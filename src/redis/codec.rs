@@ -9,6 +9,11 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::flag::{FlagDefinition, FlagId};
 
+/// What a `TieredCache` stores under a flag's key when it invalidates the flag: read as absent,
+/// and it keeps read-through write-backs (`SET ... NX`) that started before the invalidate from
+/// storing their older definition, until it expires. Explicit writes replace it.
+pub(crate) const TOMBSTONE: &[u8] = br#"{"flagcache":"invalidated"}"#;
+
 /// The default limit on a stored value's size.
 pub(crate) const DEFAULT_MAX_VALUE_BYTES: usize = 256 * 1024;
 

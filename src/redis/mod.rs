@@ -198,7 +198,8 @@ impl RedisCache {
         }
     }
 
-    /// The definition stored under `id`, or `None`.
+    /// The definition stored under `id`, or `None` (also for the tombstone a `TieredCache`
+    /// leaves when it invalidates a flag).
     ///
     /// # Errors
     /// [`ErrorKind::Corrupt`] when the stored value is not a valid definition of `id`
@@ -221,6 +222,7 @@ impl RedisCache {
                 });
             }
         };
+        let bytes = bytes.filter(|b| b.as_slice() != codec::TOMBSTONE);
         match bytes.map(|b| self.memo.decode(id, &b, self.max_value_bytes)) {
             None => {
                 add(&self.counters.misses, 1);
@@ -261,7 +263,9 @@ impl RedisCache {
         };
         let mut hits = 0;
         for (id, value) in ids.iter().zip(values) {
-            let Some(bytes) = value else { continue };
+            let Some(bytes) = value.filter(|b| b.as_slice() != codec::TOMBSTONE) else {
+                continue;
+            };
             match self.memo.decode(id, &bytes, self.max_value_bytes) {
                 Ok(def) => {
                     hits += 1;
@@ -356,6 +360,59 @@ impl RedisCache {
         add(&self.counters.writes, outcome.stored as u64);
         add(&self.counters.stale_writes_refused, outcome.refused as u64);
         first_error.map_or(Ok(outcome), Err)
+    }
+
+    /// Stores each definition only where its key is absent (`SET ... PX ... NX`, one pipeline):
+    /// the write-back of a read-through load, which must not replace anything written since
+    /// the load found the key empty, nor a tombstone. Returns how many were stored.
+    pub(crate) async fn try_fill_many(
+        &self,
+        flags: &[(FlagId, FlagDefinition)],
+        ttl: Duration,
+    ) -> Result<usize> {
+        let mut pipe = Pipeline::with_capacity(flags.len());
+        for (id, def) in flags {
+            let Ok(value) = codec::encode(def, self.max_value_bytes) else {
+                continue;
+            };
+            pipe.cmd("SET")
+                .arg(self.keys.key(id))
+                .arg(value)
+                .arg("PX")
+                .arg(ttl_millis(ttl))
+                .arg("NX");
+        }
+        if pipe.is_empty() {
+            return Ok(0);
+        }
+        let replies: Vec<Value> = self
+            .round_trip(pipe.query_async(&mut self.conn.clone()))
+            .await?;
+        let stored = replies.iter().filter(|r| matches!(r, Value::Okay)).count();
+        add(&self.counters.writes, stored as u64);
+        Ok(stored)
+    }
+
+    /// Replaces the keys of `ids` with tombstones living `ttl` (one pipeline): read as absent,
+    /// and they refuse the write-backs of loads that began before (see `try_fill_many`).
+    pub(crate) async fn try_tombstone_many(&self, ids: &[FlagId], ttl: Duration) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = Pipeline::with_capacity(ids.len());
+        for id in ids {
+            pipe.cmd("SET")
+                .arg(self.keys.key(id))
+                .arg(codec::TOMBSTONE)
+                .arg("PX")
+                .arg(ttl_millis(ttl))
+                .ignore();
+        }
+        let () = self
+            .round_trip(pipe.query_async(&mut self.conn.clone()))
+            .await?;
+        add(&self.counters.keys_removed, ids.len() as u64);
+        Ok(())
     }
 
     /// Removes `id`'s key.
@@ -483,9 +540,7 @@ impl RedisCache {
             key: self.keys.key(id),
             value: codec::encode(def, self.max_value_bytes)?,
             version: def.version,
-            // PX takes whole milliseconds; 0 is an error in Redis, so sub-millisecond TTLs
-            // round up.
-            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1),
+            ttl_ms: ttl_millis(ttl),
         })
     }
 
@@ -580,6 +635,12 @@ impl RedisCache {
         tracing::warn!(error = %e, "corrupt value in Redis L2, treated as a miss");
         e
     }
+}
+
+/// A TTL for `PX`: whole milliseconds, and at least 1 (0 is an error in Redis, so
+/// sub-millisecond TTLs round up).
+fn ttl_millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// One checked write.

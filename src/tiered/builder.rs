@@ -27,6 +27,7 @@ pub struct TieredCacheBuilder {
     max_stale: Duration,
     retry_after: Duration,
     refresh_window: Option<Duration>,
+    tombstone_ttl: Duration,
     remembered_flags: usize,
     clock: Option<Clock>,
     cleanup_interval: Duration,
@@ -62,6 +63,7 @@ impl TieredCacheBuilder {
             max_stale: Duration::from_secs(5 * 60),
             retry_after: Duration::from_secs(1),
             refresh_window: None,
+            tombstone_ttl: Duration::from_secs(10),
             remembered_flags: 10_000,
             clock: None,
             cleanup_interval: Duration::from_secs(1),
@@ -142,6 +144,14 @@ impl TieredCacheBuilder {
         self
     }
 
+    /// How long an invalidated flag's L2 key holds a tombstone (default 10 s): read as absent,
+    /// it refuses the L2 write-back of any load that began before the invalidate. Make it
+    /// longer than the slowest load (L2 timeout plus source time). Zero is refused.
+    pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
+        self.tombstone_ttl = ttl;
+        self
+    }
+
     /// How many flags the negative cache and the retry throttle each remember at most
     /// (default 10 000).
     pub fn remembered_flags(mut self, flags: usize) -> Self {
@@ -175,6 +185,7 @@ impl TieredCacheBuilder {
             ("l1_ttl", self.l1_ttl),
             ("l2_ttl", self.l2_ttl),
             ("retry_after", self.retry_after),
+            ("tombstone_ttl", self.tombstone_ttl),
             ("cleanup_interval", self.cleanup_interval),
         ] {
             if d.is_zero() {
@@ -208,6 +219,7 @@ impl TieredCacheBuilder {
             max_stale: self.max_stale,
             retry_after: self.retry_after,
             refresh_window: self.refresh_window.unwrap_or(self.l1_ttl / 4),
+            tombstone_ttl: self.tombstone_ttl,
             origin: super::backplane::new_origin(),
             counters: Counters::default(),
             runtime,

@@ -46,8 +46,16 @@ mod with_redis {
             self.0.try_set_many(flags, Some(ttl)).await.map(|_| ())
         }
 
-        pub(crate) async fn invalidate_many(&self, ids: &[FlagId]) -> Result<()> {
-            self.0.try_invalidate_many(ids).await
+        pub(crate) async fn fill_many(
+            &self,
+            flags: &[(FlagId, FlagDefinition)],
+            ttl: Duration,
+        ) -> Result<usize> {
+            self.0.try_fill_many(flags, ttl).await
+        }
+
+        pub(crate) async fn tombstone_many(&self, ids: &[FlagId], ttl: Duration) -> Result<()> {
+            self.0.try_tombstone_many(ids, ttl).await
         }
 
         pub(crate) async fn clear(&self) -> Result<()> {
@@ -100,7 +108,15 @@ mod without_redis {
             match *self {}
         }
 
-        pub(crate) async fn invalidate_many(&self, _: &[FlagId]) -> Result<()> {
+        pub(crate) async fn fill_many(
+            &self,
+            _: &[(FlagId, FlagDefinition)],
+            _: Duration,
+        ) -> Result<usize> {
+            match *self {}
+        }
+
+        pub(crate) async fn tombstone_many(&self, _: &[FlagId], _: Duration) -> Result<()> {
             match *self {}
         }
 

@@ -75,6 +75,8 @@ pub struct TieredCache {
     retry_after: Duration,
     /// Entries read since written that expire within this are reloaded ahead of expiry.
     refresh_window: Duration,
+    /// How long an invalidate's L2 tombstone refuses older write-backs.
+    tombstone_ttl: Duration,
     /// This instance's id on the backplane.
     origin: String,
     counters: Counters,
@@ -382,8 +384,10 @@ impl TieredCache {
                 // then L2 must not get the loaded definition either.
                 if self.fill_l1(&ticket, &flag) && !l2_failed {
                     if let Some(l2) = &self.l2 {
-                        // The guard refuses it if a writer stored a newer version meanwhile.
-                        let _ = l2.set(id, &flag.definition, self.l2_ttl).await;
+                        // Only where the key is still absent: not over a write made since
+                        // L2 was read, nor over an invalidate's tombstone.
+                        let back = [(id.clone(), FlagDefinition::clone(&flag.definition))];
+                        let _ = l2.fill_many(&back, self.l2_ttl).await;
                     }
                 }
                 Landing::Found(flag)
@@ -457,7 +461,7 @@ impl TieredCache {
                     landed.push((id, landing));
                 }
                 if let (Some(l2), false, false) = (&self.l2, l2_failed, write_back.is_empty()) {
-                    let _ = l2.set_many(&write_back, self.l2_ttl).await;
+                    let _ = l2.fill_many(&write_back, self.l2_ttl).await;
                 }
             }
             Err(e) => {

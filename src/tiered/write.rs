@@ -76,8 +76,8 @@ impl TieredCache {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Drops `id` from L2, then from L1 (in that order, so no load can bring the dropped
-    /// definition back from L2 into L1).
+    /// Drops `id` from L2 (leaving a tombstone for `tombstone_ttl`), then from L1: no load
+    /// that began before can bring the dropped definition back into either.
     ///
     /// # Errors
     /// An L2 failure (L1 is still invalidated).
@@ -90,8 +90,10 @@ impl TieredCache {
     /// # Errors
     /// An L2 failure (L1 is still invalidated).
     pub async fn try_invalidate_many(&self, ids: &[FlagId]) -> Result<()> {
+        // Tombstones rather than deletions: a load that read L2 before this and writes back
+        // after it finds the key taken (its write-back is `SET NX`).
         let l2_result = match &self.l2 {
-            Some(l2) => l2.invalidate_many(ids).await,
+            Some(l2) => l2.tombstone_many(ids, self.tombstone_ttl).await,
             None => Ok(()),
         };
         self.l1.invalidate_many_now(ids);
