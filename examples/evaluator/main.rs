@@ -1,5 +1,5 @@
 //! A flag evaluator on every core, reading flags through three layers: L1 in process, L2 in
-//! Redis (when `REDIS_URL` is set), L3 a real SQLite database.
+//! Redis, L3 a real SQLite database.
 //!
 //! It shows what `flagcache` is built for: a service evaluating feature flags for a stream of
 //! users, each evaluation a lock-free, allocation-free borrow of the definition from L1
@@ -23,19 +23,24 @@
 //! - A reporter prints throughput and the layers' counters every second, then a summary with
 //!   latency percentiles, per-layer stats, change propagation and the results by reason.
 //!
-//! No Redis needed. Run it with
+//! L2 is the Redis at `REDIS_URL`, or else a private `redis-server` the example starts on a free
+//! loopback port (and kills at exit) when one is on the `PATH`; with neither (or `--no-redis`)
+//! it runs on L1 and L3. No Redis is needed. Run it with
 //!
 //! ```sh
 //! cargo run --release --example evaluator                   # 5 s, 10 000 flags
 //! cargo run --release --example evaluator -- --seconds 10 --l1-ttl 5
 //! cargo run --release --example evaluator -- --db /tmp/flags.db --flags 50000  # a new database
-//! REDIS_URL=redis://127.0.0.1:6379 cargo run --release --example evaluator
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run --release --example evaluator   # your Redis
+//! cargo run --release --example evaluator -- --no-redis                    # L1 and L3 only
 //! ```
 
 // Example code is outside the crate's loom facade rule (clippy.toml bans std atomics there).
 #![allow(clippy::disallowed_types)]
 
 mod histogram;
+#[path = "../../tests/support/redis_server.rs"]
+mod redis_server;
 #[path = "../common/sqlite_source.rs"]
 mod sqlite_source;
 mod workload;
@@ -74,6 +79,8 @@ struct Config {
     l1_ttl: Duration,
     changes_per_sec: f64,
     redis_url: Option<String>,
+    /// Start a private `redis-server` for L2 when `REDIS_URL` is not set.
+    private_redis: bool,
 }
 
 /// What the workers share: all read-only but `stop` and their own `progress` slot.
@@ -112,7 +119,7 @@ struct WorkerReport {
 }
 
 fn main() -> ExitCode {
-    match parse_args().and_then(|config| run(&config)) {
+    match parse_args().and_then(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("evaluator: {e}");
@@ -121,7 +128,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: &Config) -> Result<(), Box<dyn Error>> {
+fn run(mut config: Config) -> Result<(), Box<dyn Error>> {
+    // L2: `REDIS_URL`, or else a private redis-server this example starts (and kills at exit)
+    // when one is on the PATH; without either, L1 and L3 only.
+    let private_redis =
+        (cfg!(feature = "redis") && config.redis_url.is_none() && config.private_redis)
+            .then(redis_server::RedisServer::start)
+            .flatten();
+    let l2_label = match (&config.redis_url, &private_redis) {
+        (Some(_), _) => "Redis at REDIS_URL".to_owned(),
+        (None, Some(server)) => format!(
+            "a private redis-server on 127.0.0.1:{} (started by this example; set REDIS_URL to use yours)",
+            server.port()
+        ),
+        (None, None) if !config.private_redis => "off (--no-redis)".to_owned(),
+        (None, None) => "off (no REDIS_URL, and no redis-server on the PATH)".to_owned(),
+    };
+    if let Some(server) = &private_redis {
+        config.redis_url = Some(server.url());
+    }
+    let config = &config;
     // The runtime hosts the caches' background tasks, the Redis connection, SQLite's blocking
     // pool and the writer; the evaluators are plain OS threads, as in a service whose request
     // handlers call the cache directly.
@@ -154,13 +180,9 @@ fn run(config: &Config) -> Result<(), Box<dyn Error>> {
         None => None,
     };
     println!(
-        "L3 SQLite {} ({warmed} flags loaded into L1), L2 {}, L1 TTL {:?}",
-        config.db.display(),
-        config
-            .redis_url
-            .as_deref()
-            .map_or("off (set REDIS_URL)", |_| "Redis"),
+        "L1 in process (TTL {:?}), L2 {l2_label}, L3 SQLite {} ({warmed} flags loaded into L1)",
         config.l1_ttl,
+        config.db.display(),
     );
 
     let shared = Shared {
@@ -321,7 +343,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// `--seconds N` (or `EVALUATOR_SECONDS`), `--flags N`, `--threads N`.
 fn parse_args() -> Result<Config, Box<dyn Error>> {
     const USAGE: &str = "usage: evaluator [--seconds N] [--flags N] [--threads N] [--db PATH] \
-         [--l1-ttl SECONDS] [--changes-per-sec N]   (env: EVALUATOR_SECONDS, REDIS_URL)";
+         [--l1-ttl SECONDS] [--changes-per-sec N] [--no-redis]   (env: EVALUATOR_SECONDS, REDIS_URL)";
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut config = Config {
         seconds: 5.0,
@@ -331,6 +353,7 @@ fn parse_args() -> Result<Config, Box<dyn Error>> {
         l1_ttl: Duration::from_secs(2),
         changes_per_sec: 5.0,
         redis_url: std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()),
+        private_redis: true,
     };
     if let Ok(s) = std::env::var("EVALUATOR_SECONDS") {
         config.seconds = s
@@ -342,6 +365,11 @@ fn parse_args() -> Result<Config, Box<dyn Error>> {
         if arg == "-h" || arg == "--help" {
             println!("{USAGE}");
             std::process::exit(0);
+        }
+        if arg == "--no-redis" {
+            config.private_redis = false;
+            config.redis_url = None;
+            continue;
         }
         let value = args
             .next()
@@ -513,7 +541,7 @@ fn print_summary(shared: &Shared, config: &Config, reports: &[WorkerReport]) {
             "L2 (Redis)       {} fills, {} hits, {} misses, {} errors, {} timeouts, {} round trips",
             tiered.l2_fills, l2.hits, l2.misses, l2.errors, l2.timeouts, l2.round_trips
         ),
-        None => println!("L2 (Redis)       off (set REDIS_URL)"),
+        None => println!("L2 (Redis)       off"),
     }
     #[cfg(not(feature = "redis"))]
     println!("L2 (Redis)       not built (the `redis` feature is off)");
@@ -538,7 +566,7 @@ fn print_summary(shared: &Shared, config: &Config, reports: &[WorkerReport]) {
             if config.redis_url.is_some() {
                 "over the backplane; the observer polls every 5 ms"
             } else {
-                "by refresh, without Redis there is no backplane"
+                "by refresh: without Redis there is no backplane"
             },
             config.l1_ttl,
         );
