@@ -447,20 +447,10 @@ impl RedisCache {
     /// # Errors
     /// Connection errors and timeouts.
     pub async fn try_load_all(&self) -> Result<Vec<FlagDefinition>> {
-        let pattern = self.keys.pattern();
         let mut cursor: u64 = 0;
         let mut defs = Vec::new();
         loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .request(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(self.scan_batch),
-                )
-                .await?;
+            let (next, keys) = self.scan_page(cursor).await?;
             let ids: Vec<FlagId> = keys
                 .iter()
                 .filter_map(|k| k.strip_prefix(self.keys.head()))
@@ -491,20 +481,10 @@ impl RedisCache {
     /// # Errors
     /// Connection errors and timeouts (keys removed before the failure stay removed).
     pub async fn try_clear(&self) -> Result<u64> {
-        let pattern = self.keys.pattern();
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .request(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(self.scan_batch),
-                )
-                .await?;
+            let (next, keys) = self.scan_page(cursor).await?;
             if !keys.is_empty() {
                 let n: u64 = self.request(redis::cmd("UNLINK").arg(&keys)).await?;
                 removed += n;
@@ -515,6 +495,19 @@ impl RedisCache {
             }
             cursor = next;
         }
+    }
+
+    /// One `SCAN` page of this prefix's keys: the next cursor (0 at the end) and the keys.
+    async fn scan_page(&self, cursor: u64) -> Result<(u64, Vec<String>)> {
+        self.request(
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(self.keys.pattern())
+                .arg("COUNT")
+                .arg(self.scan_batch),
+        )
+        .await
     }
 
     /// Checks one write and makes its command's arguments.
