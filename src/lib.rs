@@ -75,6 +75,7 @@ mod local;
 #[cfg(all(feature = "redis", not(flagcache_loom)))]
 mod redis;
 mod sync;
+mod task;
 mod tiered;
 mod time;
 
@@ -85,6 +86,7 @@ pub use flag::*;
 pub use local::{CleanupTask, FillOutcome, FillTicket, LocalCache, LocalCacheBuilder, StaleFlag};
 #[cfg(all(feature = "redis", not(flagcache_loom)))]
 pub use redis::{RedisCache, RedisCacheBuilder, RedisStats, SetManyOutcome};
+pub use task::BackgroundTask;
 pub use tiered::{
     BackplaneTask, FlagSource, RefreshTask, TieredCache, TieredCacheBuilder, TieredStats,
 };

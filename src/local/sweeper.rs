@@ -8,31 +8,10 @@ use super::LocalCache;
 use crate::error::{Error, Result};
 use crate::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// The handle of a cleanup task; the task stops when this is dropped or the cache is.
-#[derive(Debug)]
-#[must_use = "the cleanup task stops when its handle is dropped"]
-pub struct CleanupTask {
-    handle: JoinHandle<()>,
-}
-
-impl CleanupTask {
-    /// True once the task has ended (its cache was dropped, or it was stopped).
-    pub fn is_finished(&self) -> bool {
-        self.handle.is_finished()
-    }
-
-    /// Stops the task.
-    pub fn stop(self) {}
-}
-
-impl Drop for CleanupTask {
-    fn drop(&mut self) {
-        self.handle.abort();
-    }
-}
+pub type CleanupTask = crate::task::BackgroundTask;
 
 impl LocalCache {
     /// Starts the background task on the current tokio runtime: it refreshes the coarse clock
@@ -58,7 +37,7 @@ impl LocalCache {
             let _driver = driver;
             run(weak, period, interval).await;
         });
-        Ok(CleanupTask { handle })
+        Ok(CleanupTask::new(handle))
     }
 }
 

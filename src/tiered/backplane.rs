@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::flag::FlagId;
 use crate::sync::Arc;
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
 
 /// Notices carry at most this many ids; larger batches are split.
 const IDS_PER_NOTICE: usize = 500;
@@ -59,28 +58,9 @@ pub(crate) fn new_origin() -> String {
     format!("{:016x}", h.finish())
 }
 
-/// The handle of a backplane subscription task; it stops when this is dropped or the cache is.
-#[derive(Debug)]
-#[must_use = "the backplane task stops when its handle is dropped"]
-pub struct BackplaneTask {
-    handle: JoinHandle<()>,
-}
-
-impl BackplaneTask {
-    /// True once the task has ended (its cache was dropped, or it was stopped).
-    pub fn is_finished(&self) -> bool {
-        self.handle.is_finished()
-    }
-
-    /// Stops the task.
-    pub fn stop(self) {}
-}
-
-impl Drop for BackplaneTask {
-    fn drop(&mut self) {
-        self.handle.abort();
-    }
-}
+/// The handle of a backplane subscription task; it stops when this is dropped or the cache
+/// is.
+pub type BackplaneTask = crate::task::BackgroundTask;
 
 impl TieredCache {
     /// Publishes what a write did to the other instances (after it reached L2). A notice that
@@ -192,7 +172,7 @@ mod subscription {
                 ));
             };
             let handle = runtime.spawn(subscribe_loop(Arc::downgrade(self)));
-            Ok(BackplaneTask { handle })
+            Ok(BackplaneTask::new(handle))
         }
 
         /// Reloads every L1 entry through L2 and L3 in batches, dropping those no layer has any

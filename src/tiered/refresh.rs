@@ -7,7 +7,6 @@ use super::{Landing, TieredCache};
 use crate::error::{Error, Result};
 use crate::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 /// Flags per refresh batch (one `MGET` and at most one `load_many` each).
@@ -16,27 +15,7 @@ const BATCH: usize = 100;
 const PASS_LIMIT: usize = 10_000;
 
 /// The handle of a refresh task; the task stops when this is dropped or the cache is.
-#[derive(Debug)]
-#[must_use = "the refresh task stops when its handle is dropped"]
-pub struct RefreshTask {
-    handle: JoinHandle<()>,
-}
-
-impl RefreshTask {
-    /// True once the task has ended (its cache was dropped, or it was stopped).
-    pub fn is_finished(&self) -> bool {
-        self.handle.is_finished()
-    }
-
-    /// Stops the task.
-    pub fn stop(self) {}
-}
-
-impl Drop for RefreshTask {
-    fn drop(&mut self) {
-        self.handle.abort();
-    }
-}
+pub type RefreshTask = crate::task::BackgroundTask;
 
 impl TieredCache {
     /// One refresh pass: reloads every L1 entry that was read since it was written and expires
@@ -82,7 +61,7 @@ impl TieredCache {
         };
         let weak = Arc::downgrade(self);
         let handle = runtime.spawn(run(weak, interval));
-        Ok(RefreshTask { handle })
+        Ok(RefreshTask::new(handle))
     }
 }
 
