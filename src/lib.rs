@@ -85,10 +85,11 @@ pub use evaluate::*;
 pub use flag::*;
 pub use local::{CleanupTask, FillOutcome, FillTicket, LocalCache, LocalCacheBuilder, StaleFlag};
 #[cfg(all(feature = "redis", not(flagcache_loom)))]
-pub use redis::{RedisCache, RedisCacheBuilder, RedisStats, SetManyOutcome};
+pub use redis::{RedisCache, RedisCacheBuilder, RedisStats};
 pub use task::BackgroundTask;
 pub use tiered::{
-    BackplaneTask, FlagSource, RefreshTask, TieredCache, TieredCacheBuilder, TieredStats,
+    BackplaneTask, FlagSource, FlagStore, RefreshTask, SetManyOutcome, Subscription, TieredCache,
+    TieredCacheBuilder, TieredStats,
 };
 pub use time::{Clock, MockClock};
 

@@ -20,6 +20,7 @@ use crate::cache::{CacheStats, CachedFlag, FlagCache};
 use crate::error::{Error, ErrorKind, Result};
 use crate::flag::{FlagDefinition, FlagId};
 use crate::sync::{AtomicU64, Ordering};
+use crate::tiered::SetManyOutcome;
 use keys::Keys;
 use memo::DecodeMemo;
 use redis::aio::ConnectionManager;
@@ -70,16 +71,6 @@ impl std::fmt::Debug for RedisCache {
             .field("response_timeout", &self.timeout)
             .finish_non_exhaustive()
     }
-}
-
-/// What [`RedisCache::try_set_many`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SetManyOutcome {
-    /// Definitions stored.
-    pub stored: usize,
-    /// Definitions refused by the version guard (a higher version was stored).
-    pub refused: usize,
 }
 
 impl RedisCache {
@@ -322,14 +313,15 @@ impl RedisCache {
         ttl: Option<Duration>,
     ) -> Result<SetManyOutcome> {
         let mut first_error = None;
-        let writes: Vec<Write> = flags
+        let (ids, writes): (Vec<&FlagId>, Vec<Write>) = flags
             .iter()
             .filter_map(|(id, def)| {
                 self.prepare_write(id, def, ttl)
                     .map_err(|e| first_error.get_or_insert(e))
                     .ok()
+                    .map(|w| (id, w))
             })
-            .collect();
+            .unzip();
         let mut outcome = SetManyOutcome::default();
         if !writes.is_empty() {
             let replies = match self.pipeline_writes(&writes, false).await? {
@@ -344,10 +336,10 @@ impl RedisCache {
                 }
                 replies => replies,
             };
-            for reply in replies {
+            for (id, reply) in ids.into_iter().zip(replies) {
                 match reply {
                     Ok(1) => outcome.stored += 1,
-                    Ok(_) => outcome.refused += 1,
+                    Ok(_) => outcome.refused.push(id.clone()),
                     Err(e) => {
                         add(&self.counters.errors, 1);
                         first_error.get_or_insert(
@@ -358,7 +350,10 @@ impl RedisCache {
             }
         }
         add(&self.counters.writes, outcome.stored as u64);
-        add(&self.counters.stale_writes_refused, outcome.refused as u64);
+        add(
+            &self.counters.stale_writes_refused,
+            outcome.refused.len() as u64,
+        );
         first_error.map_or(Ok(outcome), Err)
     }
 

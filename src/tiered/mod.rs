@@ -16,6 +16,7 @@ mod l2;
 mod refresh;
 mod source;
 mod stats;
+mod store;
 mod write;
 
 pub use backplane::BackplaneTask;
@@ -23,6 +24,7 @@ pub use builder::TieredCacheBuilder;
 pub use refresh::RefreshTask;
 pub use source::FlagSource;
 pub use stats::TieredStats;
+pub use store::{FlagStore, SetManyOutcome, Subscription};
 
 use crate::cache::{CacheStats, CachedFlag, FlagCache};
 use crate::error::{Error, ErrorKind, Result};
