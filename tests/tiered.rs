@@ -157,7 +157,11 @@ async fn concurrent_misses_of_one_flag_cost_one_l2_read_and_one_l3_load() {
         1,
         "one L2 read: {l2_stats:?}"
     );
-    assert_eq!(server_calls(&server, "get"), 1, "one GET");
+    assert_eq!(
+        server_calls(&server, "mget"),
+        1,
+        "one MGET (a batch of one)"
+    );
     assert_eq!(stats.coalesced_waits, 99);
     // Filled on the way back: L2 holds it, L1 serves it.
     assert!(cache.l1().get_now("hot").is_some());
@@ -237,7 +241,7 @@ async fn absent_flags_are_remembered_for_the_negative_ttl() {
         "one load, then the negative cache answers"
     );
     assert_eq!(cache.tiered_stats().negative_hits, 9);
-    assert_eq!(cache.l2().unwrap().redis_stats().misses, 1);
+    assert_eq!(cache.l2::<RedisCache>().unwrap().redis_stats().misses, 1);
     // In a batch too.
     assert!(cache.get_many(std::slice::from_ref(&typo)).await.is_empty());
     assert_eq!(db.source.queries(), 1);
@@ -340,7 +344,13 @@ async fn a_load_overtaken_by_a_write_or_invalidate_installs_nothing() {
         2,
         "L1 kept the write"
     );
-    let stored = cache.l2().unwrap().try_get(&f).await.unwrap().unwrap();
+    let stored = cache
+        .l2::<RedisCache>()
+        .unwrap()
+        .try_get(&f)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.definition.version, 2, "L2 kept the write");
     assert_eq!(cache.get(&f).await.unwrap().definition.version, 2);
 
@@ -360,7 +370,13 @@ async fn a_load_overtaken_by_a_write_or_invalidate_installs_nothing() {
     );
     assert!(cache.l1().get_now("g").is_none(), "not resurrected in L1");
     assert!(
-        cache.l2().unwrap().try_get(&g).await.unwrap().is_none(),
+        cache
+            .l2::<RedisCache>()
+            .unwrap()
+            .try_get(&g)
+            .await
+            .unwrap()
+            .is_none(),
         "nor in L2"
     );
     gated.release(1);
@@ -787,7 +803,7 @@ async fn a_dropped_subscription_comes_back_and_revalidates_l1() {
     assert_eq!(b.get(&f).await.unwrap().definition.version, 1);
 
     // A change B cannot hear about: written to L2 directly, no notice.
-    a.l2()
+    a.l2::<RedisCache>()
         .unwrap()
         .try_set(&f, &def("f", 5), None)
         .await
@@ -849,7 +865,15 @@ async fn an_invalidate_leaves_a_tombstone_that_refuses_older_write_backs() {
         cache.get(&f).await.is_some(),
         "loaded, and written back to L2"
     );
-    assert!(cache.l2().unwrap().try_get(&f).await.unwrap().is_some());
+    assert!(
+        cache
+            .l2::<RedisCache>()
+            .unwrap()
+            .try_get(&f)
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     cache.try_invalidate(&f).await.unwrap();
     let Reply::Bulk(Some(stored)) = server.command(&["GET", "tomb:flag:f"]) else {
@@ -857,13 +881,34 @@ async fn an_invalidate_leaves_a_tombstone_that_refuses_older_write_backs() {
     };
     assert!(String::from_utf8_lossy(&stored).contains("invalidated"));
     // Read as absent, not as a corrupt value.
-    assert!(cache.l2().unwrap().try_get(&f).await.unwrap().is_none());
-    assert_eq!(cache.l2().unwrap().redis_stats().decode_errors, 0);
+    assert!(
+        cache
+            .l2::<RedisCache>()
+            .unwrap()
+            .try_get(&f)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        cache
+            .l2::<RedisCache>()
+            .unwrap()
+            .redis_stats()
+            .decode_errors,
+        0
+    );
 
     // A load now reads L3 and fills L1, but its write-back finds the tombstone and stops.
     assert!(cache.get(&f).await.is_some());
     assert!(
-        cache.l2().unwrap().try_get(&f).await.unwrap().is_none(),
+        cache
+            .l2::<RedisCache>()
+            .unwrap()
+            .try_get(&f)
+            .await
+            .unwrap()
+            .is_none(),
         "the tombstone held"
     );
 
@@ -871,7 +916,7 @@ async fn an_invalidate_leaves_a_tombstone_that_refuses_older_write_backs() {
     cache.try_set(&f, def("f", 2), None).await.unwrap();
     assert_eq!(
         cache
-            .l2()
+            .l2::<RedisCache>()
             .unwrap()
             .try_get(&f)
             .await
@@ -887,7 +932,13 @@ async fn an_invalidate_leaves_a_tombstone_that_refuses_older_write_backs() {
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert!(cache.get(&f).await.is_some());
     assert!(
-        cache.l2().unwrap().try_get(&f).await.unwrap().is_some(),
+        cache
+            .l2::<RedisCache>()
+            .unwrap()
+            .try_get(&f)
+            .await
+            .unwrap()
+            .is_some(),
         "written back"
     );
 }

@@ -183,6 +183,19 @@ impl LocalCache {
         out
     }
 
+    /// The fresh definition of `id`, for the tiered cache's own checks: not counted as a hit
+    /// or miss, and no CLOCK touch.
+    pub(crate) fn peek(&self, id: &str) -> Option<CachedFlag> {
+        let now = self.clock.now();
+        let a = self.snapshots.active();
+        let buffer = self.snapshots.buffer(a);
+        let found = buffer.map.read(id, |e| {
+            let fresh = e.state().visible_in(a.tag()) && now < e.expires_at;
+            fresh.then(|| self.cached_flag(e))
+        });
+        found.flatten().filter(|_| self.snapshots.still(a))
+    }
+
     /// A definition past its TTL but still within the stale grace (see the builder's
     /// `stale_grace`), for serving when every backend fails. Not counted as a hit or miss.
     pub fn get_stale(&self, id: &str) -> Option<StaleFlag> {

@@ -12,6 +12,7 @@ mod keys;
 mod memo;
 mod script;
 mod stats;
+mod store;
 
 pub use builder::RedisCacheBuilder;
 pub use stats::RedisStats;
@@ -120,6 +121,11 @@ impl RedisCache {
     /// The key prefix this cache was built with.
     pub fn prefix(&self) -> &str {
         self.keys.prefix()
+    }
+
+    /// The backplane channel of this cache's prefix: `{prefix}:flagcache:v1:events`.
+    pub(crate) fn channel(&self) -> String {
+        format!("{}:flagcache:v1:events", self.keys.prefix())
     }
 
     /// Publishes `payload` on `channel` (one round trip); returns how many subscribers got it.

@@ -1,11 +1,11 @@
 //! [`TieredCacheBuilder`]: the layers and policies of a [`TieredCache`], checked at `build()`.
 
-use super::TieredCache;
-use super::deadlines::Deadlines;
-use super::flight::Flights;
 use super::l2::L2;
-use super::source::{DynSource, FlagSource};
-use super::stats::Counters;
+use super::l3::L3;
+use super::policy::Policy;
+use super::source::FlagSource;
+use super::store::FlagStore;
+use super::{Inner, TieredCache};
 use crate::error::{Error, Result};
 use crate::local::LocalCache;
 use crate::sync::Arc;
@@ -16,34 +16,28 @@ use std::time::Duration;
 #[must_use = "a builder does nothing until build() is called"]
 pub struct TieredCacheBuilder {
     l1_size: usize,
-    l1_ttl: Duration,
+    policy: Policy,
+    refresh_window: Option<Duration>,
     redis_url: Option<String>,
     redis_prefix: String,
-    l2_ttl: Duration,
-    #[cfg(all(feature = "redis", not(flagcache_loom)))]
-    redis: Option<crate::RedisCache>,
-    source: Option<Box<dyn DynSource>>,
-    negative_ttl: Duration,
-    max_stale: Duration,
-    retry_after: Duration,
-    refresh_window: Option<Duration>,
-    tombstone_ttl: Duration,
-    remembered_flags: usize,
+    store: Option<L2>,
+    source: Option<L3>,
     clock: Option<Clock>,
     cleanup_interval: Duration,
 }
 
 impl std::fmt::Debug for TieredCacheBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No URL here: it may carry a password.
         f.debug_struct("TieredCacheBuilder")
             .field("l1_size", &self.l1_size)
-            .field("l1_ttl", &self.l1_ttl)
+            .field("policy", &self.policy)
             .field("redis_prefix", &self.redis_prefix)
-            .field("l2_ttl", &self.l2_ttl)
+            .field(
+                "has_l2",
+                &(self.store.is_some() || self.redis_url.is_some()),
+            )
             .field("has_source", &self.source.is_some())
-            .field("negative_ttl", &self.negative_ttl)
-            .field("max_stale", &self.max_stale)
-            .field("retry_after", &self.retry_after)
             .finish_non_exhaustive()
     }
 }
@@ -52,19 +46,12 @@ impl TieredCacheBuilder {
     pub(super) fn new() -> Self {
         Self {
             l1_size: 10_000,
-            l1_ttl: Duration::from_secs(60),
+            policy: Policy::default(),
+            refresh_window: None,
             redis_url: None,
             redis_prefix: "flagcache".to_owned(),
-            l2_ttl: Duration::from_secs(10 * 60),
-            #[cfg(all(feature = "redis", not(flagcache_loom)))]
-            redis: None,
+            store: None,
             source: None,
-            negative_ttl: Duration::from_secs(5),
-            max_stale: Duration::from_secs(5 * 60),
-            retry_after: Duration::from_secs(1),
-            refresh_window: None,
-            tombstone_ttl: Duration::from_secs(10),
-            remembered_flags: 10_000,
             clock: None,
             cleanup_interval: Duration::from_secs(1),
         }
@@ -76,9 +63,9 @@ impl TieredCacheBuilder {
         self
     }
 
-    /// How long L1 keeps a definition (default 60 s).
+    /// How long L1 keeps a definition (default 60 s; [`Duration::MAX`] for no expiry).
     pub fn l1_ttl(mut self, ttl: Duration) -> Self {
-        self.l1_ttl = ttl;
+        self.policy.l1_ttl = ttl;
         self
     }
 
@@ -95,29 +82,36 @@ impl TieredCacheBuilder {
         self
     }
 
-    /// How long L2 keeps what this cache writes (default 10 minutes).
-    pub fn l2_ttl(mut self, ttl: Duration) -> Self {
-        self.l2_ttl = ttl;
+    /// L2 as a `RedisCache` you built (its timeouts, limits, TLS); the same as
+    /// [`l2`](Self::l2).
+    #[cfg(all(feature = "redis", not(flagcache_loom)))]
+    pub fn redis(self, l2: crate::RedisCache) -> Self {
+        self.l2(l2)
+    }
+
+    /// L2: any [`FlagStore`], such as a `RedisCache` or a [`MemoryStore`](crate::MemoryStore);
+    /// replaces `redis_url`.
+    pub fn l2(mut self, store: impl FlagStore) -> Self {
+        self.store = Some(L2::new(store));
         self
     }
 
-    /// L2 as a `RedisCache` you built (its timeouts, limits, TLS); replaces `redis_url`.
-    #[cfg(all(feature = "redis", not(flagcache_loom)))]
-    pub fn redis(mut self, l2: crate::RedisCache) -> Self {
-        self.redis = Some(l2);
+    /// How long L2 keeps what this cache writes (default 10 minutes).
+    pub fn l2_ttl(mut self, ttl: Duration) -> Self {
+        self.policy.l2_ttl = ttl;
         self
     }
 
     /// The source of truth (L3).
     pub fn source(mut self, source: impl FlagSource) -> Self {
-        self.source = Some(Box::new(source));
+        self.source = Some(L3::new(source));
         self
     }
 
     /// How long a flag found absent in every layer is answered "absent" without asking L2
     /// or L3 again (default 5 s; zero turns negative caching off).
     pub fn negative_ttl(mut self, ttl: Duration) -> Self {
-        self.negative_ttl = ttl;
+        self.policy.negative_ttl = ttl;
         self
     }
 
@@ -125,14 +119,14 @@ impl TieredCacheBuilder {
     /// (default 5 minutes; zero turns fail-safe serving off). L1 keeps expired entries this
     /// long for it.
     pub fn max_stale(mut self, max_stale: Duration) -> Self {
-        self.max_stale = max_stale;
+        self.policy.max_stale = max_stale;
         self
     }
 
     /// After the backends failed for a flag, how long its reads are served from what L1 has
     /// (stale or nothing) before they are asked again (default 1 s).
     pub fn retry_after(mut self, pause: Duration) -> Self {
-        self.retry_after = pause;
+        self.policy.retry_after = pause;
         self
     }
 
@@ -146,16 +140,60 @@ impl TieredCacheBuilder {
 
     /// How long an invalidated flag's L2 key holds a tombstone (default 10 s): read as absent,
     /// it refuses the L2 write-back of any load that began before the invalidate. Make it
-    /// longer than the slowest load (L2 timeout plus source time). Zero is refused.
+    /// longer than the slowest load (`l2_timeout` plus `source_timeout`). Zero is refused.
     pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
-        self.tombstone_ttl = ttl;
+        self.policy.tombstone_ttl = ttl;
+        self
+    }
+
+    /// The longest one source call for a batch of flags may take (default 3 s). A call that
+    /// takes longer is abandoned and counted as a failure: the flag is not asked again for
+    /// `retry_after`, and its last known definition is served meanwhile.
+    pub fn source_timeout(mut self, timeout: Duration) -> Self {
+        self.policy.source_timeout = timeout;
+        self
+    }
+
+    /// The longest one L2 call for a batch of flags, or a backplane notice, may take (default
+    /// 1 s; `RedisCache` bounds each request by its own, shorter, response timeout too).
+    pub fn l2_timeout(mut self, timeout: Duration) -> Self {
+        self.policy.l2_timeout = timeout;
+        self
+    }
+
+    /// The longest a whole-set call may take: `load_all` of the source or L2 at warm-up, and
+    /// L2's `clear` (default 60 s).
+    pub fn bulk_timeout(mut self, timeout: Duration) -> Self {
+        self.policy.bulk_timeout = timeout;
+        self
+    }
+
+    /// The longest connecting and subscribing to the backplane may take (default 5 s): a link
+    /// with a long round trip still subscribes.
+    pub fn backplane_timeout(mut self, timeout: Duration) -> Self {
+        self.policy.backplane_timeout = timeout;
+        self
+    }
+
+    /// How many loads `get_now`/`get_with` may have running in the background at once
+    /// (default 256). A miss beyond it starts no load: it answers what L1 has (a stale
+    /// definition or nothing) and is counted in [`TieredStats::loads_shed`](crate::TieredStats).
+    pub fn max_background_loads(mut self, loads: usize) -> Self {
+        self.policy.max_background_loads = loads;
         self
     }
 
     /// How many flags the negative cache and the retry throttle each remember at most
-    /// (default 10 000).
+    /// (default 10 000); past it they forget the expired, then the oldest.
     pub fn remembered_flags(mut self, flags: usize) -> Self {
-        self.remembered_flags = flags;
+        self.policy.remembered_flags = flags;
+        self
+    }
+
+    /// Backplane notices larger than this are dropped unread and counted (default 256 KiB;
+    /// this crate's notices are at most about 140 KiB).
+    pub fn max_notice_bytes(mut self, bytes: usize) -> Self {
+        self.policy.max_notice_bytes = bytes;
         self
     }
 
@@ -177,25 +215,19 @@ impl TieredCacheBuilder {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) for a zero size, TTL,
-    /// `retry_after` or cleanup interval, a Redis URL without the `redis` feature, and
-    /// whatever `RedisCacheBuilder::build` refuses (a bad
-    /// URL or prefix, no tokio runtime).
+    /// timeout, limit or cleanup interval, a Redis URL without the `redis` feature, and
+    /// whatever `RedisCacheBuilder::build` refuses (a bad URL or prefix, no tokio runtime).
     pub fn build(mut self) -> Result<TieredCache> {
-        for (what, d) in [
-            ("l1_ttl", self.l1_ttl),
-            ("l2_ttl", self.l2_ttl),
-            ("retry_after", self.retry_after),
-            ("tombstone_ttl", self.tombstone_ttl),
-            ("cleanup_interval", self.cleanup_interval),
-        ] {
-            if d.is_zero() {
-                return Err(Error::invalid_config(format!("{what} is zero")));
-            }
+        let mut policy = self.policy.clone();
+        policy.refresh_window = self.refresh_window.unwrap_or(policy.l1_ttl / 4);
+        policy.check()?;
+        if self.cleanup_interval.is_zero() {
+            return Err(Error::invalid_config("cleanup_interval is zero"));
         }
         let mut l1 = LocalCache::builder()
             .max_size(self.l1_size)
-            .default_ttl(self.l1_ttl)
-            .stale_grace(self.max_stale);
+            .default_ttl(policy.l1_ttl)
+            .stale_grace(policy.max_stale);
         if let Some(clock) = self.clock.take() {
             l1 = l1.clock(clock);
         }
@@ -207,39 +239,23 @@ impl TieredCacheBuilder {
             None => None,
         };
         Ok(TieredCache {
-            l1,
-            l2,
-            source: self.source,
-            flights: Arc::new(Flights::new()),
-            absent: Deadlines::new(self.remembered_flags),
-            cooldown: Deadlines::new(self.remembered_flags),
-            l1_ttl: self.l1_ttl,
-            l2_ttl: self.l2_ttl,
-            negative_ttl: self.negative_ttl,
-            max_stale: self.max_stale,
-            retry_after: self.retry_after,
-            refresh_window: self.refresh_window.unwrap_or(self.l1_ttl / 4),
-            tombstone_ttl: self.tombstone_ttl,
-            origin: super::backplane::new_origin(),
-            counters: Counters::default(),
-            runtime,
-            _cleanup: cleanup,
+            inner: Arc::new(Inner::new(policy, l1, l2, self.source, runtime, cleanup)),
         })
     }
 
     #[cfg(all(feature = "redis", not(flagcache_loom)))]
     fn take_l2(&mut self) -> Result<Option<L2>> {
-        if let Some(given) = self.redis.take() {
-            return Ok(Some(L2(given)));
+        if let Some(given) = self.store.take() {
+            return Ok(Some(given));
         }
         self.redis_url
             .as_deref()
             .map(|url| {
                 crate::RedisCache::builder(url)
                     .prefix(&self.redis_prefix)
-                    .default_ttl(self.l2_ttl)
+                    .default_ttl(self.policy.l2_ttl)
                     .build()
-                    .map(L2)
+                    .map(L2::new)
             })
             .transpose()
     }
@@ -250,7 +266,7 @@ impl TieredCacheBuilder {
             Some(_) => Err(Error::invalid_config(
                 "a Redis URL was given but flagcache was built without the `redis` feature",
             )),
-            None => Ok(None),
+            None => Ok(self.store.take()),
         }
     }
 }

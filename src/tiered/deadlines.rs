@@ -32,7 +32,7 @@ impl Deadlines {
     }
 
     /// Sets `id`'s deadline to `until`, if there is room.
-    pub(crate) fn set(&self, id: &FlagId, until: Ticks) {
+    pub(crate) fn set(&self, id: &FlagId, until: Ticks, _now: Ticks) {
         // `len` may lag concurrent inserts: the bound holds to within the concurrent callers.
         if self.capacity > 0 && self.map.len() < self.capacity {
             self.map
@@ -64,11 +64,11 @@ mod tests {
         let d = Deadlines::new(10);
         let id = FlagId::new("typo");
         assert!(!d.active(id.as_str(), 0));
-        d.set(&id, 100);
+        d.set(&id, 100, 0);
         assert!(d.active(id.as_str(), 99));
         assert!(!d.active(id.as_str(), 100));
         assert!(!d.active(id.as_str(), 50), "a passed deadline is gone");
-        d.set(&id, 100);
+        d.set(&id, 100, 0);
         d.clear(id.as_str());
         assert!(!d.active(id.as_str(), 0));
     }
@@ -77,7 +77,7 @@ mod tests {
     fn a_full_map_remembers_no_new_flags() {
         let d = Deadlines::new(2);
         for id in ["a", "b", "c"] {
-            d.set(&FlagId::new(id), 10);
+            d.set(&FlagId::new(id), 10, 0);
         }
         assert!(d.active("a", 0));
         assert!(!d.active("c", 0));

@@ -75,6 +75,22 @@ impl<T: Clone + Send + Sync> Flights<T> {
         }
     }
 
+    /// Takes `id`'s flight out of the table, if one is up: its leader still lands it for the
+    /// callers already waiting, but a caller joining from now on leads a new flight. A write
+    /// calls this, so a read that starts after the write never receives a load begun before.
+    pub(crate) fn detach(&self, id: &str) {
+        self.map.remove_if(id, |_| true, |_| ());
+    }
+
+    /// [`detach`](Self::detach) for every flight up.
+    pub(crate) fn detach_all(&self) {
+        let mut ids = Vec::new();
+        self.map.for_each(|id, _| ids.push(id.clone()));
+        for id in &ids {
+            self.detach(id.as_str());
+        }
+    }
+
     /// Flights in the air now.
     #[cfg(any(test, fuzzing, flagcache_loom))]
     pub(crate) fn in_air(&self) -> usize {

@@ -1,15 +1,16 @@
 //! Refresh-ahead: entries read since they were written, and close to expiry, are reloaded in
-//! batches (one `MGET`, then one `load_many` for what L2 lacks) before they expire, so a hot
-//! flag is never missed on the read path. Cold entries are left to expire.
+//! batches through the one load path before they expire, so a hot flag is never missed on the
+//! read path. Cold entries are left to expire; entries that never expire are never due.
 
+use super::TieredCache;
+use super::readthrough::Landing;
 use super::stats::add;
-use super::{Landing, TieredCache};
 use crate::error::{Error, Result};
-use crate::sync::{Arc, Weak};
+use crate::sync::Weak;
 use std::time::Duration;
 use tokio::time::MissedTickBehavior;
 
-/// Flags per refresh batch (one `MGET` and at most one `load_many` each).
+/// Flags per refresh batch (one L2 read and at most one source call each).
 const BATCH: usize = 100;
 /// The most flags one pass refreshes; the rest wait for the next pass.
 const PASS_LIMIT: usize = 10_000;
@@ -22,23 +23,26 @@ impl TieredCache {
     /// within the refresh window (the builder's `refresh_window`), in batches. Returns how many
     /// were reloaded. The refresh task calls this; tests can call it on a mock clock.
     pub async fn refresh_ahead(&self) -> usize {
-        if self.refresh_window.is_zero() || (self.l2.is_none() && self.source.is_none()) {
+        let inner = &self.inner;
+        if inner.policy.refresh_window.is_zero() || !inner.has_backends() {
             return 0;
         }
-        let due = self.l1.refresh_candidates(self.refresh_window, PASS_LIMIT);
+        let due = inner
+            .l1
+            .refresh_candidates(inner.policy.refresh_window, PASS_LIMIT);
         let mut refreshed = 0;
         for batch in due.chunks(BATCH) {
             let tickets = batch
                 .iter()
-                .map(|id| (id.clone(), self.l1.begin_fill(id.as_str())))
+                .map(|id| (id.clone(), inner.l1.begin_fill(id.as_str())))
                 .collect();
-            let landed = self.load_many(tickets).await;
+            let landed = inner.load_batch(tickets).await;
             refreshed += landed
                 .iter()
                 .filter(|(_, landing)| matches!(landing, Landing::Found(_)))
                 .count();
         }
-        add(&self.counters.refreshes, refreshed as u64);
+        add(&inner.counters.refreshes, refreshed as u64);
         refreshed
     }
 
@@ -48,30 +52,30 @@ impl TieredCache {
     /// # Errors
     /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) for a zero `interval`, or
     /// when the cache was built outside a tokio runtime.
-    pub fn start_refresh_task(self: &Arc<Self>, interval: Duration) -> Result<RefreshTask> {
+    pub fn start_refresh_task(&self, interval: Duration) -> Result<RefreshTask> {
         if interval.is_zero() {
             return Err(Error::invalid_config(
                 "refresh interval must be more than zero",
             ));
         }
-        let Some(runtime) = &self.runtime else {
+        let Some(runtime) = &self.inner.runtime else {
             return Err(Error::invalid_config(
                 "start_refresh_task needs the cache to be built inside a tokio runtime",
             ));
         };
-        let weak = Arc::downgrade(self);
+        let weak = crate::sync::Arc::downgrade(&self.inner);
         let handle = runtime.spawn(run(weak, interval));
         Ok(RefreshTask::new(handle))
     }
 }
 
 /// The task holds only a `Weak`: dropping the cache ends it at its next tick.
-async fn run(weak: Weak<TieredCache>, interval: Duration) {
+async fn run(weak: Weak<super::Inner>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let Some(cache) = weak.upgrade() else { return };
-        cache.refresh_ahead().await;
+        let Some(inner) = weak.upgrade() else { return };
+        TieredCache { inner }.refresh_ahead().await;
     }
 }

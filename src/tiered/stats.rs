@@ -20,8 +20,11 @@ pub struct TieredStats {
     pub l3_loads: u64,
     /// Flags answered by the source after L1 and L2 missed.
     pub l3_fills: u64,
-    /// Source calls that failed.
+    /// Source calls that failed or timed out.
     pub l3_errors: u64,
+    /// Definitions the source answered that were rejected: filed under an id not asked, or
+    /// invalid (never cached nor written back).
+    pub l3_rejected: u64,
     /// Reads that waited for another caller's load of the same flag instead of loading.
     pub coalesced_waits: u64,
     /// Reads answered "absent" by the negative cache, without asking L2 or L3.
@@ -31,6 +34,11 @@ pub struct TieredStats {
     pub stale_serves: u64,
     /// Reads no layer could answer.
     pub misses: u64,
+    /// Misses of `get_now`/`get_with` that started no background load because
+    /// `max_background_loads` were running.
+    pub loads_shed: u64,
+    /// Background loads running now.
+    pub background_loads: u64,
     /// Entries reloaded ahead of their expiry by refresh passes.
     pub refreshes: u64,
     /// Backplane notices this instance published.
@@ -45,6 +53,8 @@ pub struct TieredStats {
     pub subscriptions: u64,
     /// Times every L1 entry was revalidated (after the subscription came back).
     pub revalidations: u64,
+    /// True while the backplane is subscribed.
+    pub backplane_subscribed: bool,
 }
 
 #[derive(Default)]
@@ -53,10 +63,12 @@ pub(crate) struct Counters {
     pub(crate) l3_loads: AtomicU64,
     pub(crate) l3_fills: AtomicU64,
     pub(crate) l3_errors: AtomicU64,
+    pub(crate) l3_rejected: AtomicU64,
     pub(crate) coalesced_waits: AtomicU64,
     pub(crate) negative_hits: AtomicU64,
     pub(crate) stale_serves: AtomicU64,
     pub(crate) misses: AtomicU64,
+    pub(crate) loads_shed: AtomicU64,
     pub(crate) refreshes: AtomicU64,
     pub(crate) notices_sent: AtomicU64,
     pub(crate) notices_failed: AtomicU64,
@@ -84,10 +96,13 @@ impl Counters {
             l3_loads: get(&self.l3_loads),
             l3_fills: get(&self.l3_fills),
             l3_errors: get(&self.l3_errors),
+            l3_rejected: get(&self.l3_rejected),
             coalesced_waits: get(&self.coalesced_waits),
             negative_hits: get(&self.negative_hits),
             stale_serves: get(&self.stale_serves),
             misses: get(&self.misses),
+            loads_shed: get(&self.loads_shed),
+            background_loads: 0,
             refreshes: get(&self.refreshes),
             notices_sent: get(&self.notices_sent),
             notices_failed: get(&self.notices_failed),
@@ -95,6 +110,7 @@ impl Counters {
             notices_bad: get(&self.notices_bad),
             subscriptions: get(&self.subscriptions),
             revalidations: get(&self.revalidations),
+            backplane_subscribed: false,
         }
     }
 }

@@ -115,6 +115,7 @@ impl Subscription {
         }
     }
 
+    #[cfg_attr(not(all(feature = "redis", not(flagcache_loom))), allow(dead_code))]
     pub(crate) fn from_source(source: impl NextNotice + 'static) -> Self {
         Self {
             source: Box::new(source),

@@ -1,83 +1,105 @@
 //! The writes of [`TieredCache`]: L2 first (through its version guard), then L1, then a notice
-//! to the other instances (the backplane). In that order, a load that read L2 before the write
-//! holds an L1 fill ticket older than the write's fence, so it cannot install what it read.
+//! to the other instances (the backplane). Every write also detaches the flag's flight and
+//! forgets its deadlines, so a reader that starts after the write returned loads afresh.
+//!
+//! In that order, a load that read L2 before the write holds an L1 fill ticket older than the
+//! write's fence, so it cannot install what it read; and an invalidate leaves an L2 tombstone
+//! that refuses the load's write-back.
 
-use super::TieredCache;
 use super::backplane::Action;
+use super::{Inner, SetManyOutcome, TieredCache};
 use crate::error::Result;
 use crate::flag::{FlagDefinition, FlagId};
+use std::collections::HashSet;
 use std::time::Duration;
 
 impl TieredCache {
     /// Stores `def` in L2 (through its version guard) and then in L1, for `ttl` (each layer's
-    /// default when `None`).
+    /// default when `None`), and announces it.
     ///
     /// # Errors
-    /// [`ErrorKind::StaleVersion`](crate::ErrorKind::StaleVersion) when L2 or L1 holds a higher version (L1's copy is then
-    /// dropped, so the next read fetches the newer one); an L2 failure (L1 is still written);
-    /// the checks of [`LocalCache::try_set`](crate::LocalCache::try_set).
+    /// [`ErrorKind::StaleVersion`](crate::ErrorKind::StaleVersion) when L2 or L1 holds a higher
+    /// version (L1's copy is then dropped, so the next read fetches the newer one; nothing is
+    /// announced); an L2 failure (L1 is still written); the checks of
+    /// [`LocalCache::try_set`](crate::LocalCache::try_set).
     pub async fn try_set(
         &self,
         id: &FlagId,
         def: FlagDefinition,
         ttl: Option<Duration>,
     ) -> Result<()> {
-        let mut l2_error = None;
-        if let Some(l2) = &self.l2 {
-            match l2.set(id, &def, ttl.unwrap_or(self.l2_ttl)).await {
-                Ok(()) => {}
-                Err(e) if e.is_stale_version() => {
-                    self.l1.invalidate_now(id.as_str());
-                    return Err(e);
-                }
-                Err(e) => l2_error = Some(e),
-            }
-        }
-        self.forget_deadlines(id);
-        let version = def.version;
-        self.l1.try_set(id, def, ttl.or(Some(self.l1_ttl)))?;
-        match l2_error {
-            Some(e) => Err(e),
-            None => {
-                self.publish(Action::Set, &[(id.clone(), version)]).await;
-                Ok(())
-            }
+        let outcome = self.try_set_many(vec![(id.clone(), def)], ttl).await?;
+        match outcome.refused.first() {
+            Some(refused) => Err(crate::Error::new(
+                crate::ErrorKind::StaleVersion,
+                format!("a higher version of `{refused}` is cached; the write was refused"),
+            )),
+            None => Ok(()),
         }
     }
 
-    /// [`try_set`](Self::try_set) for several definitions: one L2 pipeline, then L1.
+    /// [`try_set`](Self::try_set) for several definitions: one L2 batch, then L1, then one
+    /// notice. Says flag by flag which writes a higher version refused: those are not written
+    /// to L1 (whose copy is dropped, so the next read fetches the newer one) nor announced.
     ///
     /// # Errors
-    /// The first error of either layer, after attempting every write.
+    /// The first error of either layer, after attempting every write (the outcome of the
+    /// others is then not reported; check the flags again if it matters).
     pub async fn try_set_many(
         &self,
         flags: Vec<(FlagId, FlagDefinition)>,
         ttl: Option<Duration>,
-    ) -> Result<()> {
+    ) -> Result<SetManyOutcome> {
+        let inner = &self.inner;
         let mut first_error = None;
-        if let Some(l2) = &self.l2 {
-            if let Err(e) = l2.set_many(&flags, ttl.unwrap_or(self.l2_ttl)).await {
-                first_error = Some(e);
+        let mut refused: Vec<FlagId> = Vec::new();
+        if let Some(l2) = &inner.l2 {
+            match l2
+                .set_many(&flags, ttl.unwrap_or(inner.policy.l2_ttl))
+                .await
+            {
+                Ok(outcome) => refused = outcome.refused,
+                Err(e) => first_error = Some(e),
             }
         }
-        let written: Vec<(FlagId, u64)> = flags
-            .iter()
-            .map(|(id, def)| (id.clone(), def.version))
-            .collect();
-        for (id, _) in &written {
-            self.forget_deadlines(id);
+        let refused_set: HashSet<&FlagId> = refused.iter().collect();
+        let mut written = Vec::with_capacity(flags.len());
+        let mut to_l1 = Vec::with_capacity(flags.len());
+        for (id, def) in flags {
+            inner.detach(id.as_str());
+            if refused_set.contains(&id) {
+                // L2 holds a newer version: drop L1's copy so the next read fetches it.
+                inner.l1.invalidate_now(id.as_str());
+            } else {
+                written.push((id.clone(), def.version));
+                to_l1.push((id, def));
+            }
         }
-        if let Err(e) = self.l1.try_set_many(flags, ttl.or(Some(self.l1_ttl))) {
-            first_error.get_or_insert(e);
+        let l1_ttl = ttl.or(Some(inner.policy.l1_ttl));
+        for (id, def) in to_l1 {
+            match inner.l1.try_set(&id, def, l1_ttl) {
+                Ok(()) => {}
+                Err(e) if e.is_stale_version() => {
+                    written.retain(|(w, _)| *w != id);
+                    refused.push(id);
+                }
+                Err(e) => {
+                    written.retain(|(w, _)| *w != id);
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        // Other instances drop only copies older than the notice says, so a refused write
-        // in the batch costs them nothing.
-        self.publish(Action::Set, &written).await;
-        first_error.map_or(Ok(()), Err)
+        // Announced only when L2 took the writes: other instances reload from L2.
+        if first_error.is_none() {
+            inner.publish(Action::Set, &written).await;
+        }
+        let stored = written.len();
+        first_error.map_or(Ok(SetManyOutcome { stored, refused }), Err)
     }
 
     /// Drops `id` from L2 (leaving a tombstone for `tombstone_ttl`), then from L1: no load
-    /// that began before can bring the dropped definition back into either.
+    /// that began before can bring the dropped definition back into either, and a read that
+    /// starts after this returned loads afresh.
     ///
     /// # Errors
     /// An L2 failure (L1 is still invalidated).
@@ -85,43 +107,54 @@ impl TieredCache {
         self.try_invalidate_many(std::slice::from_ref(id)).await
     }
 
-    /// [`try_invalidate`](Self::try_invalidate) for several flags: one L2 `UNLINK`.
+    /// [`try_invalidate`](Self::try_invalidate) for several flags: one L2 batch.
     ///
     /// # Errors
     /// An L2 failure (L1 is still invalidated).
     pub async fn try_invalidate_many(&self, ids: &[FlagId]) -> Result<()> {
+        let inner = &self.inner;
         // Tombstones rather than deletions: a load that read L2 before this and writes back
-        // after it finds the key taken (its write-back is `SET NX`).
-        let l2_result = match &self.l2 {
-            Some(l2) => l2.tombstone_many(ids, self.tombstone_ttl).await,
+        // after it finds the key taken (its write-back is a fill).
+        let l2_result = match &inner.l2 {
+            Some(l2) => l2.tombstone_many(ids, inner.policy.tombstone_ttl).await,
             None => Ok(()),
         };
-        self.l1.invalidate_many_now(ids);
         for id in ids {
-            self.forget_deadlines(id);
+            inner.l1.invalidate_now(id.as_str());
+            inner.detach(id.as_str());
         }
         if l2_result.is_ok() {
             let dropped: Vec<(FlagId, u64)> = ids.iter().map(|id| (id.clone(), 0)).collect();
-            self.publish(Action::Invalidate, &dropped).await;
+            inner.publish(Action::Invalidate, &dropped).await;
         }
         l2_result
     }
 
-    /// Empties L2 (this prefix only), then L1.
+    /// Empties L2 (this cache's namespace only), then L1.
     ///
     /// # Errors
     /// An L2 failure (L1 is still cleared).
     pub async fn try_clear(&self) -> Result<()> {
-        let l2_result = match &self.l2 {
+        let inner = &self.inner;
+        let l2_result = match &inner.l2 {
             Some(l2) => l2.clear().await,
             None => Ok(()),
         };
-        self.l1.clear_now();
-        self.absent.clear_all();
-        self.cooldown.clear_all();
+        inner.l1.clear_now();
+        inner.reads.forget_all();
+        inner.reads.flights.detach_all();
         if l2_result.is_ok() {
-            self.publish(Action::Clear, &[]).await;
+            inner.publish(Action::Clear, &[]).await;
         }
         l2_result
+    }
+}
+
+impl Inner {
+    /// What a write (or another instance's notice) makes obsolete besides L1's copy: the
+    /// flag's deadlines, and its load in flight, which later readers must not join.
+    pub(crate) fn detach(&self, id: &str) {
+        self.reads.forget(id);
+        self.reads.flights.detach(id);
     }
 }

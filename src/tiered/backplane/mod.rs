@@ -1,0 +1,237 @@
+//! The backplane: cross-instance invalidation through L2's publish/subscribe.
+//!
+//! A write through a `TieredCache` with L2 publishes a notice (`notice`) after it reached L2.
+//! Every other subscribed instance drops its L1 copies that the notice makes stale and
+//! detaches the flags' loads in flight, so its next read loads the new definition from L2; an
+//! instance ignores its own notices. Delivery is at most once, so when the subscription ends
+//! and comes back, every L1 entry is revalidated.
+//!
+//! A notice for version `v` of a flag fences the flag in L1 (advances its write fence) unless
+//! L1 already holds `v` or newer: a load that read an older version before the notice came
+//! cannot install it after.
+
+mod notice;
+
+use super::stats::add;
+use super::{Inner, TieredCache};
+use crate::error::{Error, Result};
+use crate::flag::FlagId;
+use crate::sync::{Arc, AtomicU64, Ordering, Weak};
+pub(crate) use notice::Action;
+use notice::{Notice, new_origin};
+use std::time::Duration;
+
+/// The handle of a backplane subscription task; it stops when this is dropped or the cache
+/// is.
+pub type BackplaneTask = crate::task::BackgroundTask;
+
+/// The longest pause between two subscription attempts while the store is away.
+const MAX_RETRY: Duration = Duration::from_secs(2);
+/// While subscribing keeps failing, a warning at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+/// Ids a notice applies before the task yields to the runtime.
+const IDS_PER_STEP: usize = 64;
+
+/// This instance's side of the backplane.
+pub(crate) struct Backplane {
+    /// This instance's id on the backplane.
+    origin: String,
+    max_notice_bytes: usize,
+    timeout: Duration,
+    /// 1 while subscribed.
+    subscribed: AtomicU64,
+}
+
+impl Backplane {
+    pub(crate) fn new(policy: &super::Policy) -> Self {
+        Self {
+            origin: new_origin(),
+            max_notice_bytes: policy.max_notice_bytes,
+            timeout: policy.backplane_timeout,
+            subscribed: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn is_subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed) == 1
+    }
+
+    fn set_subscribed(&self, on: bool) {
+        self.subscribed.store(u64::from(on), Ordering::Relaxed);
+    }
+}
+
+impl Inner {
+    /// Publishes what a write did to the other instances (after it reached L2). A notice that
+    /// cannot be sent is counted; the write stands.
+    pub(crate) async fn publish(&self, action: Action, flags: &[(FlagId, u64)]) {
+        let Some(l2) = &self.l2 else { return };
+        if flags.is_empty() && action != Action::Clear {
+            return;
+        }
+        for payload in Notice::encode_all(&self.backplane.origin, action, flags) {
+            match l2.publish(&payload).await {
+                Ok(()) => add(&self.counters.notices_sent, 1),
+                Err(e) => {
+                    add(&self.counters.notices_failed, 1);
+                    tracing::debug!(error = %e, "backplane notice not sent");
+                }
+            }
+        }
+    }
+
+    /// Applies one notice from another instance to L1, yielding to the runtime every
+    /// `IDS_PER_STEP` ids.
+    async fn apply_notice(&self, payload: &[u8]) {
+        if payload.len() > self.backplane.max_notice_bytes {
+            add(&self.counters.notices_bad, 1);
+            return;
+        }
+        let Some(notice) = Notice::decode(payload) else {
+            add(&self.counters.notices_bad, 1);
+            return;
+        };
+        if notice.origin == self.backplane.origin {
+            return;
+        }
+        add(&self.counters.notices_received, 1);
+        match notice.action {
+            Action::Clear => {
+                self.l1.clear_now();
+                self.reads.forget_all();
+                self.reads.flights.detach_all();
+            }
+            Action::Invalidate => {
+                for (i, id) in notice.ids.iter().enumerate() {
+                    self.l1.invalidate_now(id);
+                    self.detach(id);
+                    if (i + 1) % IDS_PER_STEP == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+            Action::Set => {
+                for (i, (id, &version)) in notice.ids.iter().zip(&notice.versions).enumerate() {
+                    self.apply_set(id, version);
+                    if (i + 1) % IDS_PER_STEP == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Another instance stored `version` of `id`: unless L1 holds it or newer, L1's copy is
+    /// dropped (fencing loads in flight) and the flag's load detached; the next read loads the
+    /// new version from L2, where the writer put it before publishing.
+    fn apply_set(&self, id: &str, version: u64) {
+        let current = self
+            .l1
+            .peek(id)
+            .is_some_and(|f| f.definition.version >= version);
+        if !current {
+            self.l1.invalidate_now(id);
+            self.detach(id);
+        } else {
+            self.reads.forget(id);
+        }
+    }
+
+    /// Reloads every L1 entry through L2 and L3 in batches, dropping those no layer has any
+    /// more: what this instance may have missed while it was not subscribed.
+    pub(crate) async fn revalidate_all(&self) -> usize {
+        let ids = self.l1.ids();
+        let mut checked = 0;
+        for batch in ids.chunks(100) {
+            let tickets = batch
+                .iter()
+                .map(|id| (id.clone(), self.l1.begin_fill(id.as_str())))
+                .collect();
+            for (id, landing) in self.load_batch(tickets).await {
+                if matches!(landing, super::Landing::Absent) {
+                    self.l1.invalidate_now(id.as_str());
+                }
+                checked += 1;
+            }
+        }
+        add(&self.counters.revalidations, 1);
+        checked
+    }
+}
+
+impl TieredCache {
+    /// Subscribes this instance to the backplane of its L2, on the runtime the cache was built
+    /// in: other instances' writes drop this instance's stale L1 copies, and after the
+    /// subscription ends and returns, every L1 entry is revalidated. Writes through this cache
+    /// publish notices whether or not it subscribes. Whether it is subscribed now:
+    /// [`TieredStats::backplane_subscribed`](crate::TieredStats).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) without an L2, or when
+    /// the cache was built outside a tokio runtime.
+    pub fn start_backplane(&self) -> Result<BackplaneTask> {
+        if self.inner.l2.is_none() {
+            return Err(Error::invalid_config("the backplane needs an L2"));
+        }
+        let Some(runtime) = &self.inner.runtime else {
+            return Err(Error::invalid_config(
+                "start_backplane needs the cache to be built inside a tokio runtime",
+            ));
+        };
+        let handle = runtime.spawn(subscribe_loop(Arc::downgrade(&self.inner)));
+        Ok(BackplaneTask::new(handle))
+    }
+}
+
+/// Subscribes, applies notices until the subscription ends, and subscribes again with a
+/// growing pause; revalidates L1 after every re-subscription. Holds only a `Weak`.
+async fn subscribe_loop(weak: Weak<Inner>) {
+    let mut subscribed_before = false;
+    let mut pause = Duration::from_millis(50);
+    let mut failures: u64 = 0;
+    let mut last_warning: Option<tokio::time::Instant> = None;
+    loop {
+        let subscription = {
+            let Some(inner) = weak.upgrade() else { return };
+            let Some(l2) = &inner.l2 else { return };
+            l2.subscribe(inner.backplane.timeout).await
+        };
+        match subscription {
+            Ok(mut subscription) => {
+                pause = Duration::from_millis(50);
+                failures = 0;
+                if let Some(inner) = weak.upgrade() {
+                    add(&inner.counters.subscriptions, 1);
+                    inner.backplane.set_subscribed(true);
+                    if subscribed_before {
+                        tracing::info!("backplane subscribed again; revalidating L1");
+                        inner.revalidate_all().await;
+                    }
+                }
+                subscribed_before = true;
+                while let Some(payload) = subscription.next().await {
+                    let Some(inner) = weak.upgrade() else { return };
+                    inner.apply_notice(&payload).await;
+                }
+                if let Some(inner) = weak.upgrade() {
+                    inner.backplane.set_subscribed(false);
+                }
+                tracing::warn!(
+                    "backplane subscription ended; L1 may miss other instances' writes until it is back"
+                );
+            }
+            Err(e) => {
+                failures += 1;
+                let due = last_warning.is_none_or(|at| at.elapsed() >= WARN_EVERY);
+                if due {
+                    last_warning = Some(tokio::time::Instant::now());
+                    tracing::warn!(error = %e, failures, "backplane cannot subscribe; retrying");
+                } else {
+                    tracing::debug!(error = %e, failures, "backplane cannot subscribe; retrying");
+                }
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_RETRY);
+    }
+}

@@ -1,0 +1,147 @@
+//! The one load path: every read-through (`get`, `get_many`, the background loads of
+//! `get_now`/`get_with`), every refresh-ahead pass and every backplane revalidation loads a
+//! batch of flags here (a single flag is a batch of one).
+//!
+//! A batch holds an L1 fill ticket per flag, taken before any I/O. It asks L2 once for all of
+//! them, then the source once for what L2 lacked; what either answers fills L1 under its
+//! ticket. The no-resurrection rule lives here only: an answer reaches L1 only if no write,
+//! invalidate or backplane notice for the flag came since its ticket, and it is written back
+//! to L2 only if L1 took it, as a fill (`SET NX`: never over a write made since, nor over an
+//! invalidate's tombstone). See `docs/architecture.md`.
+
+use super::Inner;
+use super::readthrough::Landing;
+use super::stats::add;
+use crate::cache::CachedFlag;
+use crate::error::ErrorKind;
+use crate::flag::{FlagDefinition, FlagId};
+use crate::local::{FillOutcome, FillTicket};
+use crate::sync::Arc;
+use crate::time::duration_to_ticks;
+
+impl Inner {
+    /// Loads one flag through L2 and L3 (the leader of its flight).
+    pub(crate) async fn load_one(&self, id: &FlagId) -> Landing {
+        let ticket = self.l1.begin_fill(id.as_str());
+        // Another flight may have filled L1 between this caller's miss and its joining.
+        if let Some(hit) = self.l1.peek(id.as_str()) {
+            return Landing::Found(hit);
+        }
+        let landed = self.load_batch(vec![(id.clone(), ticket)]).await;
+        landed
+            .into_iter()
+            .next()
+            .map_or(Landing::Failed, |(_, landing)| landing)
+    }
+
+    /// Loads a batch of flags through L2 and L3, filling the layers above under each flag's
+    /// ticket; returns what each flag landed as, in no particular order.
+    pub(crate) async fn load_batch(
+        &self,
+        batch: Vec<(FlagId, FillTicket)>,
+    ) -> Vec<(FlagId, Landing)> {
+        let mut landed = Vec::with_capacity(batch.len());
+        let mut rest = batch;
+        let mut l2_failed = false;
+        if let Some(l2) = &self.l2 {
+            let ids: Vec<FlagId> = rest.iter().map(|(id, _)| id.clone()).collect();
+            match l2.get_many(&ids).await {
+                Ok(found) => {
+                    add(&self.counters.l2_fills, found.len() as u64);
+                    rest.retain(|(id, ticket)| match found.get(id) {
+                        Some(flag) if flag.definition.id == *id => {
+                            self.fill_l1(ticket, flag);
+                            landed.push((id.clone(), Landing::Found(flag.clone())));
+                            false
+                        }
+                        _ => true,
+                    });
+                }
+                // A corrupt value is left out by the store, not an error; anything else is.
+                Err(e) if e.kind() == ErrorKind::Corrupt => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, flags = ids.len(), "L2 read failed");
+                    l2_failed = true;
+                }
+            }
+        }
+        if rest.is_empty() {
+            return landed;
+        }
+        let Some(l3) = &self.l3 else {
+            for (id, _) in rest {
+                let landing = if l2_failed {
+                    self.fail(&id)
+                } else {
+                    self.mark_absent(&id)
+                };
+                landed.push((id, landing));
+            }
+            return landed;
+        };
+        let ids: Vec<FlagId> = rest.iter().map(|(id, _)| id.clone()).collect();
+        match l3.load_batch(&ids, &self.counters).await {
+            Ok(mut loaded) => {
+                add(&self.counters.l3_fills, loaded.found.len() as u64);
+                let mut write_back = Vec::new();
+                for (id, ticket) in rest {
+                    let landing = match loaded.found.remove(&id) {
+                        Some(def) => {
+                            let flag = CachedFlag::new(Arc::new(def));
+                            if self.fill_l1(&ticket, &flag) {
+                                write_back
+                                    .push((id.clone(), FlagDefinition::clone(&flag.definition)));
+                            }
+                            Landing::Found(flag)
+                        }
+                        None if loaded.rejected.contains(&id) => self.fail(&id),
+                        None => self.mark_absent(&id),
+                    };
+                    landed.push((id, landing));
+                }
+                if let (Some(l2), false, false) = (&self.l2, l2_failed, write_back.is_empty()) {
+                    if let Err(e) = l2.fill_many(&write_back, self.policy.l2_ttl).await {
+                        tracing::debug!(error = %e, "L2 write-back failed");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, flags = ids.len(), "flag source failed; serving stale if known");
+                for (id, _) in rest {
+                    let landing = self.fail(&id);
+                    landed.push((id, landing));
+                }
+            }
+        }
+        landed
+    }
+
+    /// Fills L1 under `ticket`; false when L1 dropped the fill (and counted it) because a
+    /// write raced with the load, or it holds a newer version.
+    fn fill_l1(&self, ticket: &FillTicket, flag: &CachedFlag) -> bool {
+        let def = Arc::clone(&flag.definition);
+        let outcome = self.l1.complete_fill(ticket, def, Some(self.policy.l1_ttl));
+        matches!(outcome, FillOutcome::Installed)
+    }
+
+    fn mark_absent(&self, id: &FlagId) -> Landing {
+        let until = self
+            .now()
+            .saturating_add(duration_to_ticks(self.policy.negative_ttl));
+        if !self.policy.negative_ttl.is_zero() {
+            self.reads.absent.set(id, until, self.now());
+        }
+        Landing::Absent
+    }
+
+    /// The backends failed for `id`: do not ask them again for `retry_after`, and serve the
+    /// last known definition if it is recent enough.
+    pub(crate) fn fail(&self, id: &FlagId) -> Landing {
+        let until = self
+            .now()
+            .saturating_add(duration_to_ticks(self.policy.retry_after));
+        self.reads.cooldown.set(id, until, self.now());
+        self.stale(id.as_str())
+            .map_or(Landing::Failed, Landing::Stale)
+    }
+}
