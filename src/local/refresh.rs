@@ -3,12 +3,13 @@
 
 use super::LocalCache;
 use crate::flag::FlagId;
-use crate::time::duration_to_ticks;
+use crate::time::{NEVER, duration_to_ticks};
 use std::time::Duration;
 
 impl LocalCache {
     /// Up to `limit` ids of current entries that were read since they were written and expire
-    /// within `window` (or have expired and are kept for the stale grace).
+    /// within `window` (or have expired and are kept for the stale grace). Entries that never
+    /// expire are never due, however long the window.
     pub(crate) fn refresh_candidates(&self, window: Duration, limit: usize) -> Vec<FlagId> {
         let horizon = self.clock.now().saturating_add(duration_to_ticks(window));
         let a = self.snapshots.active();
@@ -16,6 +17,7 @@ impl LocalCache {
         let mut ids = Vec::new();
         buffer.map.for_each(|id, e| {
             if ids.len() < limit
+                && e.expires_at != NEVER
                 && e.expires_at <= horizon
                 && e.was_read()
                 && e.state().visible_in(a.tag())
