@@ -48,6 +48,7 @@ use readthrough::{Landing, ReadThrough};
 use stats::{Counters, add};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
+use warm::WarmUpLog;
 
 /// A [`FlagCache`] over three layers: L1 in process, L2 shared by the fleet (a [`FlagStore`]:
 /// Redis or memory; optional), L3 the source of truth (optional). Build it with
@@ -85,6 +86,7 @@ pub(crate) struct Inner {
     l3: Option<L3>,
     reads: ReadThrough,
     backplane: Backplane,
+    warm_log: WarmUpLog,
     counters: Counters,
     /// The runtime the cache was built in: where background loads and tasks run, even when
     /// the caller is a thread outside the runtime.
@@ -121,6 +123,7 @@ impl Inner {
         Self {
             reads: ReadThrough::new(&policy),
             backplane: Backplane::new(&policy),
+            warm_log: WarmUpLog::default(),
             policy,
             l1,
             l2,

@@ -1,13 +1,69 @@
 //! Warm-up: the whole set from the source (or, without one, from L2) made L1's content in one
 //! swap, before an instance serves.
+//!
+//! A load of the whole set takes a while, and writes (this instance's, and other instances'
+//! notices) go on meanwhile: swapping in what was loaded would undo them, lowering versions.
+//! So while a warm-up runs, every write and drop is first recorded in a log (recorded *before*
+//! it reaches L1: a write not in the log reached L1 after the swap, where it stands), and after
+//! the swap the log is applied again on top of the loaded set, through L1's version check.
 
-use super::TieredCache;
+use super::{Inner, TieredCache};
 use crate::error::{Error, Result};
+use crate::flag::{FlagDefinition, FlagId};
+use crate::sync::{Arc, Mutex, lock};
+use std::collections::HashMap;
+
+/// The most writes one warm-up records; past it, it revalidates all of L1 after the swap.
+const LOG_LIMIT: usize = 100_000;
+
+/// What a write did to a flag during a warm-up.
+enum Touch {
+    Set(Arc<FlagDefinition>),
+    Dropped,
+}
+
+/// The writes made while a warm-up loads.
+#[derive(Default)]
+pub(crate) struct WarmUpLog {
+    /// `Some` while a warm-up runs.
+    log: Mutex<Option<Log>>,
+    /// One warm-up at a time.
+    running: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Log {
+    touched: HashMap<FlagId, Touch>,
+    overflowed: bool,
+}
+
+impl WarmUpLog {
+    /// Records a write of `def`, if a warm-up runs; call before writing L1.
+    pub(crate) fn record_set(&self, id: &FlagId, def: &Arc<FlagDefinition>) {
+        self.record(id, Touch::Set(Arc::clone(def)));
+    }
+
+    /// Records a drop of `id`, if a warm-up runs; call before dropping it from L1.
+    pub(crate) fn record_drop(&self, id: &str) {
+        self.record(&FlagId::new(id), Touch::Dropped);
+    }
+
+    fn record(&self, id: &FlagId, touch: Touch) {
+        let mut log = lock(&self.log);
+        let Some(log) = log.as_mut() else { return };
+        if log.touched.len() >= LOG_LIMIT && !log.touched.contains_key(id) {
+            log.overflowed = true;
+            return;
+        }
+        log.touched.insert(id.clone(), touch);
+    }
+}
 
 impl TieredCache {
     /// Loads every definition from the source (or, without one, from L2) and makes it L1's
     /// whole content (one [`LocalCache::replace_all`](crate::LocalCache::replace_all)); returns
-    /// how many. Call it at start-up, before serving.
+    /// how many. Writes made while it loads stand: versions never go backwards. Call it at
+    /// start-up, before serving.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) with neither a source nor
@@ -16,18 +72,44 @@ impl TieredCache {
     /// larger than L1.
     pub async fn warm_up(&self) -> Result<usize> {
         let inner = &self.inner;
-        let defs = match (&inner.l3, &inner.l2) {
-            (Some(l3), _) => l3.load_all(&inner.counters).await?,
-            (None, Some(l2)) => l2.load_all().await?,
-            (None, None) => {
-                return Err(Error::invalid_config(
-                    "warm_up needs a FlagSource (builder.source) or an L2",
-                ));
-            }
-        };
-        let n = defs.len();
-        inner.l1.replace_all(defs)?;
+        if inner.l3.is_none() && inner.l2.is_none() {
+            return Err(Error::invalid_config(
+                "warm_up needs a FlagSource (builder.source) or an L2",
+            ));
+        }
+        let _one_at_a_time = inner.warm_log.running.lock().await;
+        *lock(&inner.warm_log.log) = Some(Log::default());
+        let loaded = inner.load_everything().await;
+        let swapped = loaded.and_then(|defs| {
+            let n = defs.len();
+            inner.l1.replace_all(defs).map(|()| n)
+        });
+        // Taken after the swap: a write recorded later reached L1 after the swap too.
+        let log = lock(&inner.warm_log.log).take().unwrap_or_default();
+        let n = swapped?;
         inner.reads.forget_all();
+        for (id, touch) in log.touched {
+            match touch {
+                // Refused by L1 when the loaded version is higher: right.
+                Touch::Set(def) => {
+                    let _ = inner.l1.try_set_arc(&id, def, Some(inner.policy.l1_ttl));
+                }
+                Touch::Dropped => inner.l1.invalidate_now(id.as_str()),
+            }
+        }
+        if log.overflowed {
+            inner.revalidate_all().await;
+        }
         Ok(n)
+    }
+}
+
+impl Inner {
+    async fn load_everything(&self) -> Result<Vec<FlagDefinition>> {
+        match (&self.l3, &self.l2) {
+            (Some(l3), _) => l3.load_all(&self.counters).await,
+            (None, Some(l2)) => l2.load_all().await,
+            (None, None) => Ok(Vec::new()),
+        }
     }
 }

@@ -10,6 +10,7 @@ use super::backplane::Action;
 use super::{Inner, SetManyOutcome, TieredCache};
 use crate::error::Result;
 use crate::flag::{FlagDefinition, FlagId};
+use crate::sync::Arc;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -69,7 +70,7 @@ impl TieredCache {
             inner.detach(id.as_str());
             if refused_set.contains(&id) {
                 // L2 holds a newer version: drop L1's copy so the next read fetches it.
-                inner.l1.invalidate_now(id.as_str());
+                inner.drop_l1(id.as_str());
             } else {
                 written.push((id.clone(), def.version));
                 to_l1.push((id, def));
@@ -77,7 +78,9 @@ impl TieredCache {
         }
         let l1_ttl = ttl.or(Some(inner.policy.l1_ttl));
         for (id, def) in to_l1 {
-            match inner.l1.try_set(&id, def, l1_ttl) {
+            let def = Arc::new(def);
+            inner.warm_log.record_set(&id, &def);
+            match inner.l1.try_set_arc(&id, def, l1_ttl) {
                 Ok(()) => {}
                 Err(e) if e.is_stale_version() => {
                     written.retain(|(w, _)| *w != id);
@@ -120,7 +123,7 @@ impl TieredCache {
             None => Ok(()),
         };
         for id in ids {
-            inner.l1.invalidate_now(id.as_str());
+            inner.drop_l1(id.as_str());
             inner.detach(id.as_str());
         }
         if l2_result.is_ok() {
@@ -151,6 +154,12 @@ impl TieredCache {
 }
 
 impl Inner {
+    /// Drops L1's copy of `id` (fencing its loads in flight), recorded for a running warm-up.
+    pub(crate) fn drop_l1(&self, id: &str) {
+        self.warm_log.record_drop(id);
+        self.l1.invalidate_now(id);
+    }
+
     /// What a write (or another instance's notice) makes obsolete besides L1's copy: the
     /// flag's deadlines, and its load in flight, which later readers must not join.
     pub(crate) fn detach(&self, id: &str) {

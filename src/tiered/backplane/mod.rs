@@ -103,7 +103,7 @@ impl Inner {
             }
             Action::Invalidate => {
                 for (i, id) in notice.ids.iter().enumerate() {
-                    self.l1.invalidate_now(id);
+                    self.drop_l1(id);
                     self.detach(id);
                     if (i + 1) % IDS_PER_STEP == 0 {
                         tokio::task::yield_now().await;
@@ -130,7 +130,7 @@ impl Inner {
             .peek(id)
             .is_some_and(|f| f.definition.version >= version);
         if !current {
-            self.l1.invalidate_now(id);
+            self.drop_l1(id);
             self.detach(id);
         } else {
             self.reads.forget(id);
