@@ -174,6 +174,11 @@ pub mod __internals {
             })
         }
 
+        /// Takes `id`'s flight out of the table, as a write or invalidate does.
+        pub fn detach(&self, id: &str) {
+            self.0.detach(id);
+        }
+
         /// Flights in the air.
         pub fn in_air(&self) -> usize {
             self.0.in_air()
