@@ -52,13 +52,11 @@ fn l1_hit(c: &mut Criterion) {
     );
     local.replace_all(defs.clone()).unwrap();
     let _cleanup = local.start_cleanup_task(Duration::from_secs(1)).unwrap();
-    let tiered = Arc::new(
-        TieredCache::builder()
-            .l1_size(FLAGS * 2)
-            .l1_ttl(Duration::from_secs(3600))
-            .build()
-            .unwrap(),
-    );
+    let tiered = TieredCache::builder()
+        .l1_size(FLAGS * 2)
+        .l1_ttl(Duration::from_secs(3600))
+        .build()
+        .unwrap();
     tiered.l1().replace_all(defs).unwrap();
 
     let mut g = c.benchmark_group("tiered/l1_hit");

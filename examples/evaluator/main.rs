@@ -55,7 +55,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use workload::Rng;
 
@@ -85,7 +85,7 @@ struct Config {
 
 /// What the workers share: all read-only but `stop` and their own `progress` slot.
 struct Shared {
-    cache: Arc<TieredCache>,
+    cache: TieredCache,
     /// The real ids, then the misspelled ones.
     keys: Vec<Box<str>>,
     flags: usize,
@@ -169,7 +169,7 @@ fn run(mut config: Config) -> Result<(), Box<dyn Error>> {
             .map(Into::into),
     );
 
-    let cache = Arc::new(tiered(config, &source, flags)?);
+    let cache = tiered(config, &source, flags)?;
     let admin = tiered(config, &source, flags)?;
     let warmed = runtime.block_on(cache.warm_up())?;
     // Reloads the flags the evaluators read before they expire, in batches.
@@ -426,7 +426,7 @@ fn worker(shared: &Shared, thread: usize) -> WorkerReport {
 
 /// One evaluation on the borrowing path: no `Arc` clone, no allocation, no waiting.
 #[inline]
-fn evaluate(cache: &Arc<TieredCache>, key: &str, user: &EvalContext) -> Option<Reason> {
+fn evaluate(cache: &TieredCache, key: &str, user: &EvalContext) -> Option<Reason> {
     cache.get_with(key, |def: &FlagDefinition| {
         let evaluation = def.evaluate(user);
         black_box(evaluation.value);
