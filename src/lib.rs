@@ -72,6 +72,7 @@ mod error;
 mod evaluate;
 mod flag;
 mod local;
+mod memory;
 #[cfg(all(feature = "redis", not(flagcache_loom)))]
 mod redis;
 mod sync;
@@ -84,6 +85,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use evaluate::*;
 pub use flag::*;
 pub use local::{CleanupTask, FillOutcome, FillTicket, LocalCache, LocalCacheBuilder, StaleFlag};
+pub use memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreStats};
 #[cfg(all(feature = "redis", not(flagcache_loom)))]
 pub use redis::{RedisCache, RedisCacheBuilder, RedisStats};
 pub use task::BackgroundTask;
