@@ -59,6 +59,27 @@ impl WarmUpLog {
     }
 }
 
+/// Records writes from its start until it finishes or is dropped (a cancelled warm-up
+/// records nothing more).
+struct Recording<'a>(&'a WarmUpLog);
+
+impl<'a> Recording<'a> {
+    fn start(log: &'a WarmUpLog) -> Self {
+        *lock(&log.log) = Some(Log::default());
+        Self(log)
+    }
+
+    fn finish(self) -> Log {
+        lock(&self.0.log).take().unwrap_or_default()
+    }
+}
+
+impl Drop for Recording<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.log) = None;
+    }
+}
+
 impl TieredCache {
     /// Loads every definition from the source (or, without one, from L2) and makes it L1's
     /// whole content (one [`LocalCache::replace_all`](crate::LocalCache::replace_all)); returns
@@ -78,14 +99,14 @@ impl TieredCache {
             ));
         }
         let _one_at_a_time = inner.warm_log.running.lock().await;
-        *lock(&inner.warm_log.log) = Some(Log::default());
+        let recording = Recording::start(&inner.warm_log);
         let loaded = inner.load_everything().await;
         let swapped = loaded.and_then(|defs| {
             let n = defs.len();
             inner.l1.replace_all(defs).map(|()| n)
         });
         // Taken after the swap: a write recorded later reached L1 after the swap too.
-        let log = lock(&inner.warm_log.log).take().unwrap_or_default();
+        let log = recording.finish();
         let n = swapped?;
         inner.reads.forget_all();
         for (id, touch) in log.touched {
@@ -111,5 +132,26 @@ impl Inner {
             (None, Some(l2)) => l2.load_all().await,
             (None, None) => Ok(Vec::new()),
         }
+    }
+}
+
+#[cfg(all(test, not(flagcache_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_recorded_only_while_a_warm_up_records() {
+        let log = WarmUpLog::default();
+        let id = FlagId::new("f");
+        log.record_drop("f");
+        assert!(lock(&log.log).is_none(), "nothing recorded outside a warm-up");
+        let recording = Recording::start(&log);
+        log.record_drop("f");
+        assert_eq!(recording.finish().touched.len(), 1);
+        // A cancelled warm-up (its future dropped mid-load) stops recording.
+        let recording = Recording::start(&log);
+        drop(recording);
+        log.record_set(&id, &Arc::new(FlagDefinition::new_boolean("f", "F", true).unwrap()));
+        assert!(lock(&log.log).is_none());
     }
 }
