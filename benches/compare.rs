@@ -1,4 +1,4 @@
-//! flagcache's L1 against its peers and the floor, in one run (DESIGN §7, issue 3).
+//! flagcache's L1 against its peers and the floor, in one run.
 //!
 //! The same lookups, from pre-generated key sequences, over: flagcache `LocalCache` (owned
 //! `get_now` and borrowed `get_with`), `quick_cache::sync::Cache`, `moka::sync::Cache` (with a

@@ -1,4 +1,4 @@
-//! DESIGN §3.2: the invariants of L1, one test (or more) each. The concurrent ones are also
+//! The invariants of L1 (`docs/architecture.md`), one test (or more) each. The concurrent ones are also
 //! model-checked in `loom-tests/`.
 
 // std atomics here coordinate the test threads, not the cache.

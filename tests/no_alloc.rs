@@ -1,4 +1,4 @@
-//! DESIGN §3.3: a hit allocates nothing, on the owned, borrowed and async paths.
+//! L1 invariant 8: a hit allocates nothing, on the owned, borrowed and async paths.
 //!
 //! One test in its own binary: the counting allocator sees every thread of the process, so no
 //! other test may run beside it.

@@ -1,5 +1,5 @@
-//! The three tests of the original specification (`shared/seed/405-feature-flag-caching.md`),
-//! as written there, against `LocalCache` in place of `InMemoryCache`.
+//! The three tests of the original specification, as written there, against `LocalCache` in
+//! place of `InMemoryCache`.
 
 use flagcache::{FlagCache, FlagDefinition, FlagId, LocalCache};
 use std::time::Duration;

@@ -1,7 +1,6 @@
-//! Many threads hammering one `LocalCache` (DESIGN §6 "stress tests with many threads"): a mix of
-//! reads, writes, fills, invalidations and snapshot swaps on a small cache over a larger key
-//! space, with short TTLs and the cleanup task running, so eviction, expiry and every race
-//! between them happen all the time.
+//! Many threads hammering one `LocalCache`: a mix of reads, writes, fills, invalidations and
+//! snapshot swaps on a small cache over a larger key space, with short TTLs and the cleanup task
+//! running, so eviction, expiry and every race between them happen all the time.
 //!
 //! Two phases:
 //! 1. *monotonic*: each key has one writer thread (its owner), which writes and fills strictly

@@ -1,4 +1,4 @@
-//! CLOCK: claiming slots, evicting, and reading while the hand moves (DESIGN §3.1, invariant 1).
+//! CLOCK: claiming slots, evicting, and reading while the hand moves (L1 invariant 1).
 
 use flagcache_loom_tests::{assert_bound, cache, model, set};
 use loom::sync::Arc;

@@ -1,5 +1,5 @@
 //! Write fences: a fill that began before an invalidate or a newer set never installs its older
-//! value after it (DESIGN §3.2 invariants 2 and 3; the protocol is described in
+//! value after it (L1 invariants 2 and 3 of `docs/architecture.md`; the protocol is described in
 //! `src/local/fences.rs`).
 
 use flagcache_loom_tests::{assert_bound, cache, flag, model, set};

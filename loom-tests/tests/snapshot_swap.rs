@@ -1,4 +1,4 @@
-//! `replace_all` against readers and writers (DESIGN §3.2 invariant 4).
+//! `replace_all` against readers and writers (L1 invariant 4 of `docs/architecture.md`).
 
 use flagcache::FlagId;
 use flagcache_loom_tests::{assert_bound, cache, flag, model, set};

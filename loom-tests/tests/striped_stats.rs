@@ -1,4 +1,4 @@
-//! Striped counters: exact sums at quiescence (DESIGN §3.2 invariant 6).
+//! Striped counters: exact sums at quiescence (L1 invariant 6 of `docs/architecture.md`).
 
 use flagcache_loom_tests::{cache, model, set};
 use loom::sync::Arc;

@@ -1,5 +1,5 @@
 //! The background work: a sweep step racing writes, and the task's shutdown protocol (hold a
-//! `Weak`, upgrade for one step, exit when the upgrade fails). DESIGN §3.1, invariant 7.
+//! `Weak`, upgrade for one step, exit when the upgrade fails). L1 invariant 7.
 
 use flagcache_loom_tests::{assert_bound, cache, model, set};
 use loom::thread;

@@ -1,8 +1,9 @@
 //! The tiered read-through against an invalidate, L2 included: a load that read L2 (empty) and
 //! L3 before an invalidate (L3 delete, L2 tombstone, L1 invalidate) must leave the old
-//! definition in neither L1 nor L2 (DESIGN §3.2 invariant 3). L2 and L3 are stand-ins under
-//! loom locks; L1 is the crate's `LocalCache`. The load follows `TieredCache::load`: ticket,
-//! L2 read, L3 read, L1 fill, and an L2 write-back only if L1 took the fill, as `SET NX`.
+//! definition in neither L1 nor L2 (L1 invariant 3 and tiered invariant T3 of
+//! `docs/architecture.md`). L2 and L3 are stand-ins under loom locks; L1 is the crate's
+//! `LocalCache`. The load follows the tiered load path (`src/tiered/load.rs`): ticket, L2 read,
+//! L3 read, L1 fill, and an L2 write-back only if L1 took the fill, as a fill (`SET NX`).
 
 use flagcache::FillOutcome;
 use flagcache_loom_tests::{cache, flag, model};

@@ -1,6 +1,6 @@
 //! L1: [`LocalCache`], an in-process, lock-free flag cache.
 //!
-//! Structure (see `DESIGN.md` §3): two generation buffers ([`snapshots`]), each a papaya map
+//! Structure (see `docs/architecture.md`): two generation buffers ([`snapshots`]), each a papaya map
 //! plus its CLOCK ring ([`generation`], [`ring`]); `replace_all` and `clear` fill the idle
 //! buffer and publish it with one store. Counters are striped ([`stats`]), time is a coarse
 //! clock ([`crate::time`]), and slow read-through fills are fenced against writes ([`fences`]).
