@@ -6,7 +6,7 @@
 //! | Layer | Type | What |
 //! |---|---|---|
 //! | L1 | [`LocalCache`] | in-process `papaya` map, CLOCK eviction, per-entry TTL, snapshot swaps |
-//! | L2 | `RedisCache` (feature `redis`) | Redis shared by a fleet: bounded latency, batches, version guard |
+//! | L2 | [`FlagStore`]: `RedisCache` (feature `redis`), [`MemoryStore`] | shared by a fleet: bounded latency, batches, version guard, backplane |
 //! | L3 | [`FlagSource`] | the database, the source of truth |
 //! | all | [`TieredCache`] | read-through, single-flight, refresh-ahead, fail-safe, backplane |
 //!
