@@ -144,14 +144,20 @@ mod tests {
         let log = WarmUpLog::default();
         let id = FlagId::new("f");
         log.record_drop("f");
-        assert!(lock(&log.log).is_none(), "nothing recorded outside a warm-up");
+        assert!(
+            lock(&log.log).is_none(),
+            "nothing recorded outside a warm-up"
+        );
         let recording = Recording::start(&log);
         log.record_drop("f");
         assert_eq!(recording.finish().touched.len(), 1);
         // A cancelled warm-up (its future dropped mid-load) stops recording.
         let recording = Recording::start(&log);
         drop(recording);
-        log.record_set(&id, &Arc::new(FlagDefinition::new_boolean("f", "F", true).unwrap()));
+        log.record_set(
+            &id,
+            &Arc::new(FlagDefinition::new_boolean("f", "F", true).unwrap()),
+        );
         assert!(lock(&log.log).is_none());
     }
 }

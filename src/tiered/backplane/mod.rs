@@ -183,9 +183,22 @@ impl TieredCache {
     }
 }
 
+/// Clears the subscribed state when the task ends, however it ends (its handle dropped, the
+/// runtime shut down).
+struct Unsubscribed(Weak<Inner>);
+
+impl Drop for Unsubscribed {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.backplane.set_subscribed(false);
+        }
+    }
+}
+
 /// Subscribes, applies notices until the subscription ends, and subscribes again with a
 /// growing pause; revalidates L1 after every re-subscription. Holds only a `Weak`.
 async fn subscribe_loop(weak: Weak<Inner>) {
+    let _unsubscribed = Unsubscribed(weak.clone());
     let mut subscribed_before = false;
     let mut pause = Duration::from_millis(50);
     let mut failures: u64 = 0;
