@@ -10,6 +10,15 @@ use flagcache::{FlagCache, FlagId, TieredCache};
 use sources::{Db, Gated, def};
 use std::time::Duration;
 
+/// A `get` of `id` on a task of its own.
+fn spawn_get(
+    cache: &TieredCache,
+    id: &FlagId,
+) -> tokio::task::JoinHandle<Option<flagcache::CachedFlag>> {
+    let (cache, id) = (cache.clone(), id.clone());
+    tokio::spawn(async move { cache.get(&id).await })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_after_invalidate_returned_never_joins_a_load_begun_before() {
     let db = Db::new("consistency-cache-aside");
@@ -22,19 +31,13 @@ async fn a_read_after_invalidate_returned_never_joins_a_load_begun_before() {
     let id = FlagId::new("f");
 
     // A reader's load has read v1 from the database and is slow to come back.
-    let early = tokio::spawn({
-        let (cache, id) = (cache.clone(), id.clone());
-        async move { cache.get(&id).await }
-    });
+    let early = spawn_get(&cache, &id);
     gated.load_started().await;
 
     // Cache-aside: update the database, invalidate, then read.
     db.source.upsert(&def("f", 2)).unwrap();
     cache.invalidate(&id).await;
-    let late = tokio::spawn({
-        let (cache, id) = (cache.clone(), id.clone());
-        async move { cache.get(&id).await }
-    });
+    let late = spawn_get(&cache, &id);
     // The late reader loads afresh (it does not wait on the early load).
     tokio::time::timeout(Duration::from_secs(5), gated.load_started())
         .await
@@ -61,20 +64,14 @@ async fn a_read_after_a_write_returned_never_joins_a_load_begun_before() {
         .build()
         .unwrap();
     let id = FlagId::new("f");
-    let early = tokio::spawn({
-        let (cache, id) = (cache.clone(), id.clone());
-        async move { cache.get(&id).await }
-    });
+    let early = spawn_get(&cache, &id);
     gated.load_started().await;
     cache.try_set(&id, def("f", 5), None).await.unwrap();
     // Served from L1 at once; and a miss after an L1 drop would load afresh, not join.
     assert_eq!(cache.get(&id).await.unwrap().definition.version, 5);
     cache.l1().invalidate_now("f");
     db.source.upsert(&def("f", 5)).unwrap();
-    let late = tokio::spawn({
-        let (cache, id) = (cache.clone(), id.clone());
-        async move { cache.get(&id).await }
-    });
+    let late = spawn_get(&cache, &id);
     tokio::time::timeout(Duration::from_secs(5), gated.load_started())
         .await
         .expect("a fresh load");

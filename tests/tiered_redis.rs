@@ -144,6 +144,13 @@ async fn without_a_source_warm_up_loads_from_l2() {
 }
 
 /// Two instances of one service: same Redis prefix, same source.
+/// The version L2 (Redis) holds for `id`, read directly.
+async fn in_l2(cache: &TieredCache, id: &FlagId) -> Option<u64> {
+    let l2 = cache.l2::<RedisCache>().unwrap();
+    let found = l2.try_get(id).await.unwrap();
+    found.map(|f| f.definition.version)
+}
+
 fn instance(server: &RedisServer, db: &Db) -> TieredCache {
     TieredCache::builder()
         .redis(l2(server, "fleet"))
@@ -300,15 +307,7 @@ async fn an_invalidate_leaves_a_tombstone_that_refuses_older_write_backs() {
         cache.get(&f).await.is_some(),
         "loaded, and written back to L2"
     );
-    assert!(
-        cache
-            .l2::<RedisCache>()
-            .unwrap()
-            .try_get(&f)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(in_l2(&cache, &f).await.is_some());
 
     cache.try_invalidate(&f).await.unwrap();
     let Reply::Bulk(Some(stored)) = server.command(&["GET", "tomb:flag:f"]) else {
@@ -316,15 +315,7 @@ async fn an_invalidate_leaves_a_tombstone_that_refuses_older_write_backs() {
     };
     assert!(String::from_utf8_lossy(&stored).contains("invalidated"));
     // Read as absent, not as a corrupt value.
-    assert!(
-        cache
-            .l2::<RedisCache>()
-            .unwrap()
-            .try_get(&f)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(in_l2(&cache, &f).await.is_none());
     assert_eq!(
         cache
             .l2::<RedisCache>()
@@ -336,46 +327,17 @@ async fn an_invalidate_leaves_a_tombstone_that_refuses_older_write_backs() {
 
     // A load now reads L3 and fills L1, but its write-back finds the tombstone and stops.
     assert!(cache.get(&f).await.is_some());
-    assert!(
-        cache
-            .l2::<RedisCache>()
-            .unwrap()
-            .try_get(&f)
-            .await
-            .unwrap()
-            .is_none(),
-        "the tombstone held"
-    );
+    assert!(in_l2(&cache, &f).await.is_none(), "the tombstone held");
 
     // An explicit write replaces the tombstone.
     cache.try_set(&f, def("f", 2), None).await.unwrap();
-    assert_eq!(
-        cache
-            .l2::<RedisCache>()
-            .unwrap()
-            .try_get(&f)
-            .await
-            .unwrap()
-            .unwrap()
-            .definition
-            .version,
-        2
-    );
+    assert_eq!(in_l2(&cache, &f).await.unwrap(), 2);
 
     // Once a tombstone expires, write-backs resume.
     cache.try_invalidate(&f).await.unwrap();
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert!(cache.get(&f).await.is_some());
-    assert!(
-        cache
-            .l2::<RedisCache>()
-            .unwrap()
-            .try_get(&f)
-            .await
-            .unwrap()
-            .is_some(),
-        "written back"
-    );
+    assert!(in_l2(&cache, &f).await.is_some(), "written back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
