@@ -22,7 +22,7 @@ pub(crate) const DEFAULT_DECODE_MEMO: usize = 10_000;
 pub(crate) const DEFAULT_SCAN_BATCH: usize = 500;
 
 /// Configures a [`RedisCache`]; see [`RedisCache::builder`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use = "a builder does nothing until build() is called"]
 pub struct RedisCacheBuilder {
     url: String,
@@ -35,6 +35,36 @@ pub struct RedisCacheBuilder {
     decode_memo: usize,
     #[cfg(feature = "redis-tls")]
     tls_root: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for RedisCacheBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCacheBuilder")
+            .field("url", &redacted(&self.url))
+            .field("prefix", &self.prefix)
+            .field("default_ttl", &self.default_ttl)
+            .field("response_timeout", &self.response_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field("scan_batch", &self.scan_batch)
+            .field("decode_memo", &self.decode_memo)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` with the password of its user information (`scheme://user:password@host`) replaced by
+/// `***`, for anything that may be printed.
+pub(crate) fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 impl RedisCacheBuilder {
@@ -182,5 +212,19 @@ impl RedisCacheBuilder {
             self.scan_batch,
             self.decode_memo,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redacted("redis://:pw@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(redacted("rediss://u:p@ss@h"), "rediss://u:***@h");
+        assert_eq!(redacted("redis://u@h"), "redis://u@h");
+        assert_eq!(redacted("redis://h:6379"), "redis://h:6379");
+        assert_eq!(redacted("not a url"), "not a url");
     }
 }
