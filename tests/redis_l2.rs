@@ -319,6 +319,37 @@ async fn short_ttls_are_stored_in_milliseconds_and_expire() {
     assert!(l2.get(&tiny).await.is_none());
 }
 
+#[tokio::test]
+async fn a_ttl_beyond_what_redis_can_hold_means_no_expiry_on_every_write() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let l2 = cache(&server, "forever");
+    let no_expiry = |key: &str| matches!(server.command(&["PTTL", key]), Reply::Integer(-1));
+    let (a, b, c) = (FlagId::new("a"), FlagId::new("b"), FlagId::new("c"));
+    l2.try_set(&a, &def("a", 1), Some(Duration::MAX))
+        .await
+        .unwrap();
+    assert!(no_expiry("forever:flag:a"));
+    let batch = [(b.clone(), def("b", 1))];
+    let outcome = l2.try_set_many(&batch, Some(Duration::MAX)).await.unwrap();
+    assert_eq!(outcome.stored, 1);
+    assert!(no_expiry("forever:flag:b"));
+    // The tiered cache's write-backs and tombstones, with an L1/L2 TTL of Duration::MAX.
+    let tiered = flagcache::TieredCache::builder()
+        .redis(cache(&server, "forever"))
+        .l2_ttl(Duration::MAX)
+        .l1_ttl(Duration::MAX)
+        .tombstone_ttl(Duration::MAX)
+        .build()
+        .unwrap();
+    tiered.try_set(&c, def("c", 1), None).await.unwrap();
+    assert!(no_expiry("forever:flag:c"));
+    tiered.try_invalidate(&c).await.unwrap();
+    assert!(no_expiry("forever:flag:c"), "a tombstone without expiry");
+    assert_eq!(l2.redis_stats().errors, 0);
+}
+
 /// Asserts `call` finishes within the response timeout plus the margin; returns its output.
 async fn bounded<T>(what: &str, call: impl Future<Output = T>) -> T {
     let started = Instant::now();

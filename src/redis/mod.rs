@@ -371,12 +371,7 @@ impl RedisCache {
             let Ok(value) = codec::encode(def, self.max_value_bytes) else {
                 continue;
             };
-            pipe.cmd("SET")
-                .arg(self.keys.key(id))
-                .arg(value)
-                .arg("PX")
-                .arg(ttl_millis(ttl))
-                .arg("NX");
+            set_command(&mut pipe, self.keys.key(id), &value, ttl).arg("NX");
         }
         if pipe.is_empty() {
             return Ok(0);
@@ -397,12 +392,7 @@ impl RedisCache {
         }
         let mut pipe = Pipeline::with_capacity(ids.len());
         for id in ids {
-            pipe.cmd("SET")
-                .arg(self.keys.key(id))
-                .arg(codec::TOMBSTONE)
-                .arg("PX")
-                .arg(ttl_millis(ttl))
-                .ignore();
+            set_command(&mut pipe, self.keys.key(id), codec::TOMBSTONE, ttl).ignore();
         }
         let () = self
             .round_trip(pipe.query_async(&mut self.conn.clone()))
@@ -529,7 +519,8 @@ impl RedisCache {
             key: self.keys.key(id),
             value: codec::encode(def, self.max_value_bytes)?,
             version: def.version,
-            ttl_ms: ttl_millis(ttl),
+            // 0 tells the script: no expiry.
+            ttl_ms: ttl_millis(ttl).unwrap_or(0),
         })
     }
 
@@ -626,10 +617,30 @@ impl RedisCache {
     }
 }
 
+/// The longest TTL sent as `PX`: Redis keeps expiry as milliseconds since the epoch in an `i64`
+/// and refuses a `PX` that would overflow it; longer TTLs (such as `Duration::MAX`, the crate's
+/// "no expiry") are stored without one.
+const MAX_PX_MS: u64 = (i64::MAX as u64) / 2;
+
 /// A TTL for `PX`: whole milliseconds, and at least 1 (0 is an error in Redis, so
-/// sub-millisecond TTLs round up).
-fn ttl_millis(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+/// sub-millisecond TTLs round up); `None` for a TTL beyond [`MAX_PX_MS`]: no expiry.
+fn ttl_millis(ttl: Duration) -> Option<u64> {
+    let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+    (ms <= MAX_PX_MS).then_some(ms)
+}
+
+/// `SET key value [PX ttl]` with the rest of the arguments added by the caller.
+fn set_command<'p>(
+    pipe: &'p mut Pipeline,
+    key: String,
+    value: &[u8],
+    ttl: Duration,
+) -> &'p mut Pipeline {
+    let cmd = pipe.cmd("SET").arg(key).arg(value);
+    match ttl_millis(ttl) {
+        Some(ms) => cmd.arg("PX").arg(ms),
+        None => cmd,
+    }
 }
 
 /// One checked write.

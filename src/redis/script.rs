@@ -10,7 +10,8 @@ use redis::Cmd;
 use std::sync::LazyLock;
 
 /// `KEYS[1]` the flag's key; `ARGV[1]` the definition's JSON, `ARGV[2]` its version,
-/// `ARGV[3]` the TTL in milliseconds. Returns 1 when stored, 0 when a higher version is stored.
+/// `ARGV[3]` the TTL in milliseconds (0: no expiry). Returns 1 when stored, 0 when a higher
+/// version is stored.
 /// A stored value that does not decode, or a key of another type, is overwritten.
 pub(crate) const GUARDED_SET: &str = r"
 local current = redis.pcall('GET', KEYS[1])
@@ -23,7 +24,11 @@ if type(current) == 'string' then
     end
   end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+end
 return 1
 ";
 
