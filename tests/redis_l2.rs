@@ -320,6 +320,56 @@ async fn short_ttls_are_stored_in_milliseconds_and_expire() {
 }
 
 #[tokio::test]
+async fn a_prefix_touches_exactly_its_own_keys_and_survives_keys_that_are_not_utf8() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let outer = cache(&server, "acc");
+    // A prefix nested under it (users put `:` in prefixes), and a key of the outer prefix
+    // whose name is not UTF-8.
+    let nested = cache(&server, "acc:flag:x");
+    nested
+        .try_set(&FlagId::new("y"), &def("y", 1), None)
+        .await
+        .unwrap();
+    outer
+        .try_set(&FlagId::new("own"), &def("own", 1), None)
+        .await
+        .unwrap();
+    server.command_bytes(&[b"SET", b"acc:flag:\xff\xfe", b"whatever"]);
+    server.command_bytes(&[b"SET", b"acc:flag:\xffz", b"x"]);
+
+    let loaded = outer.try_load_all().await.unwrap();
+    let ids: Vec<&str> = loaded.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["own"], "the nested prefix's flag is not ours");
+    assert!(
+        outer.redis_stats().decode_errors >= 2,
+        "the odd keys are counted"
+    );
+
+    outer.try_clear().await.unwrap();
+    assert!(matches!(
+        server.command(&["EXISTS", "acc:flag:own"]),
+        Reply::Integer(0)
+    ));
+    assert!(
+        matches!(
+            server.command_bytes(&[b"EXISTS", b"acc:flag:\xff\xfe"]),
+            Reply::Integer(0)
+        ),
+        "a key of the prefix is cleared whatever its name"
+    );
+    assert!(
+        matches!(
+            server.command(&["EXISTS", "acc:flag:x:flag:y"]),
+            Reply::Integer(1)
+        ),
+        "the nested prefix's key survives the outer clear"
+    );
+    assert!(nested.try_get(&FlagId::new("y")).await.unwrap().is_some());
+}
+
+#[tokio::test]
 async fn a_ttl_beyond_what_redis_can_hold_means_no_expiry_on_every_write() {
     let Some(server) = RedisServer::start() else {
         return;

@@ -57,9 +57,15 @@ impl Keys {
         format!("{}*", self.head)
     }
 
-    /// `{prefix}:flag:`, what every key of this cache starts with.
-    pub(crate) fn head(&self) -> &str {
-        &self.head
+    /// Whether `key` (as `SCAN` returns it) is one of this prefix's: `{prefix}:flag:` and a
+    /// rest without `:` (ids have none, so a longer rest is a key of a prefix nested under this
+    /// one, such as `{prefix}:flag:x:flag:y`). Returns the rest: an id when it is UTF-8.
+    pub(crate) fn own<'k>(&self, key: &'k [u8]) -> Option<std::result::Result<&'k str, ()>> {
+        let rest = key.strip_prefix(self.head.as_bytes())?;
+        if rest.is_empty() || rest.contains(&b':') {
+            return None;
+        }
+        Some(std::str::from_utf8(rest).map_err(|_| ()))
     }
 
     /// The prefix the cache was built with.
@@ -100,5 +106,26 @@ mod tests {
             assert!(err.is_config(), "{bad:?}: {err}");
         }
         assert!(Keys::new("team-a:prod.v2").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod own_tests {
+    use super::Keys;
+
+    #[test]
+    fn a_prefix_owns_its_keys_only() {
+        let keys = Keys::new("acc").unwrap();
+        assert_eq!(keys.own(b"acc:flag:f"), Some(Ok("f")));
+        assert_eq!(
+            keys.own(b"acc:flag:x:flag:y"),
+            None,
+            "a nested prefix's key"
+        );
+        assert_eq!(keys.own(b"acc:flagx"), None);
+        assert_eq!(keys.own(b"acc:flag:"), None);
+        assert_eq!(keys.own(b"acc:flag:\xff"), Some(Err(())), "ours, not an id");
+        let nested = Keys::new("acc:flag:x").unwrap();
+        assert_eq!(nested.own(b"acc:flag:x:flag:y"), Some(Ok("y")));
     }
 }

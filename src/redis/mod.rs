@@ -426,9 +426,10 @@ impl RedisCache {
         Ok(())
     }
 
-    /// Every valid definition stored under this cache's prefix: `SCAN MATCH {prefix}:flag:*`
-    /// and one `MGET` per batch. Corrupt values are left out (counted as decode errors). For
-    /// warming an instance up from L2.
+    /// Every valid definition stored under this cache's prefix (not under a prefix nested in
+    /// it): `SCAN MATCH {prefix}:flag:*` and one `MGET` per batch. Corrupt values, and keys of
+    /// the prefix whose name is not UTF-8, are left out (counted as decode errors). For warming
+    /// an instance up from L2.
     ///
     /// # Errors
     /// Connection errors and timeouts.
@@ -437,11 +438,15 @@ impl RedisCache {
         let mut defs = Vec::new();
         loop {
             let (next, keys) = self.scan_page(cursor).await?;
-            let ids: Vec<FlagId> = keys
-                .iter()
-                .filter_map(|k| k.strip_prefix(self.keys.head()))
-                .map(FlagId::new)
-                .collect();
+            let mut ids = Vec::with_capacity(keys.len());
+            for key in &keys {
+                match self.keys.own(key) {
+                    Some(Ok(id)) => ids.push(FlagId::new(id)),
+                    // A key of this prefix that no flag id can name: left out, counted.
+                    Some(Err(())) => add(&self.counters.decode_errors, 1),
+                    None => {}
+                }
+            }
             // SCAN may return a key twice; a later MGET simply reads it again.
             if !ids.is_empty() {
                 let found = self.try_get_many(&ids).await?;
@@ -460,9 +465,9 @@ impl RedisCache {
         }
     }
 
-    /// Removes every key of this cache's prefix (and only those): `SCAN MATCH
-    /// {prefix}:flag:*` and one `UNLINK` per batch. Returns how many keys it removed. Keys
-    /// written while it runs may survive it.
+    /// Removes every key of this cache's prefix, and only those (not the keys of a prefix
+    /// nested under it): `SCAN MATCH {prefix}:flag:*` and one `UNLINK` per batch. Returns how
+    /// many keys it removed. Keys written while it runs may survive it.
     ///
     /// # Errors
     /// Connection errors and timeouts (keys removed before the failure stay removed).
@@ -470,7 +475,8 @@ impl RedisCache {
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
-            let (next, keys) = self.scan_page(cursor).await?;
+            let (next, mut keys) = self.scan_page(cursor).await?;
+            keys.retain(|key| self.keys.own(key).is_some());
             if !keys.is_empty() {
                 let n: u64 = self.request(redis::cmd("UNLINK").arg(&keys)).await?;
                 removed += n;
@@ -483,8 +489,9 @@ impl RedisCache {
         }
     }
 
-    /// One `SCAN` page of this prefix's keys: the next cursor (0 at the end) and the keys.
-    async fn scan_page(&self, cursor: u64) -> Result<(u64, Vec<String>)> {
+    /// One `SCAN` page of the keys matching this prefix's pattern, as bytes (a key name need
+    /// not be UTF-8): the next cursor (0 at the end) and the keys.
+    async fn scan_page(&self, cursor: u64) -> Result<(u64, Vec<Vec<u8>>)> {
         self.request(
             redis::cmd("SCAN")
                 .arg(cursor)
