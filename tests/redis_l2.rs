@@ -655,3 +655,36 @@ async fn rediss_urls_speak_tls() {
     let err = untrusting.try_ping().await.unwrap_err();
     assert!(err.is_transient(), "{err}");
 }
+
+#[tokio::test]
+async fn definitions_that_could_not_be_read_back_are_refused_and_nothing_is_stored() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let l2 = cache(&server, "valid");
+    let l1 = flagcache::LocalCache::new(10, Duration::from_secs(60));
+    for bad_id in ["odd*id".to_owned(), "x".repeat(1000)] {
+        let id = FlagId::new(&bad_id);
+        let mut bad = def("placeholder", 1);
+        bad.id = id.clone(); // assigned directly, past the constructor's checks
+        let e = l2.try_set(&id, &bad, None).await.unwrap_err();
+        assert_eq!(e.kind(), flagcache::ErrorKind::InvalidFlag, "{e}");
+        let e = l2
+            .try_set_many(&[(id.clone(), bad.clone())], None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), flagcache::ErrorKind::InvalidFlag, "{e}");
+        let e = l1.try_set(&id, bad.clone(), None).unwrap_err();
+        assert_eq!(e.kind(), flagcache::ErrorKind::InvalidFlag, "{e}");
+        assert!(l1.get_now(id.as_str()).is_none());
+    }
+    let mut nameless = def("nameless", 1);
+    nameless.name.clear();
+    let id = FlagId::new("nameless");
+    assert!(l2.try_set(&id, &nameless, None).await.is_err());
+    assert!(l1.try_set(&id, nameless, None).is_err());
+    let Reply::Array(keys) = server.command(&["KEYS", "valid:*"]) else {
+        panic!()
+    };
+    assert!(keys.unwrap_or_default().is_empty(), "nothing stored");
+}

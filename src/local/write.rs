@@ -57,8 +57,9 @@ impl LocalCache {
     ///
     /// # Errors
     /// [`ErrorKind::StaleVersion`] when the cache holds a higher version of the flag (the
-    /// write is refused and counted); [`ErrorKind::InvalidFlag`] when `id` is not `def.id`;
-    /// [`ErrorKind::InvalidConfig`] for a zero `ttl`.
+    /// write is refused and counted); [`ErrorKind::InvalidFlag`] when `id` is not `def.id` or
+    /// the definition fails [`FlagDefinition::validate`]; [`ErrorKind::InvalidConfig`] for a
+    /// zero `ttl`.
     pub fn try_set(&self, id: &FlagId, def: FlagDefinition, ttl: Option<Duration>) -> Result<()> {
         self.try_set_arc(id, Arc::new(def), ttl)
     }
@@ -76,6 +77,8 @@ impl LocalCache {
                 def.id
             )));
         }
+        // A definition the read path would call corrupt is never stored.
+        def.validate()?;
         // Stamped (and the TTL validated) before anything is announced; a repeat after a swap
         // only retags it for the new generation.
         let stamp = self.stamp(ttl, self.snapshots.active())?;

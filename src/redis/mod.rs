@@ -278,8 +278,8 @@ impl RedisCache {
     ///
     /// # Errors
     /// [`ErrorKind::StaleVersion`] when the version guard refused the write (counted);
-    /// [`ErrorKind::InvalidFlag`] when `id` is not `def.id` or the definition is over the size
-    /// limit; [`ErrorKind::InvalidConfig`] for a zero `ttl`; connection errors and timeouts.
+    /// [`ErrorKind::InvalidFlag`] when `id` is not `def.id`, the definition fails
+    /// [`FlagDefinition::validate`] or is over the size limit; [`ErrorKind::InvalidConfig`] for a zero `ttl`; connection errors and timeouts.
     pub async fn try_set(
         &self,
         id: &FlagId,
@@ -516,6 +516,8 @@ impl RedisCache {
                 def.id
             )));
         }
+        // A definition the read path would call corrupt is never stored.
+        def.validate()?;
         let ttl = ttl.unwrap_or(self.default_ttl);
         if ttl.is_zero() {
             return Err(Error::invalid_config(
