@@ -244,14 +244,15 @@ fn set_many(c: &mut Criterion, f: &Fixture) {
                 let script = &script;
                 async move {
                     let mut pipe = redis::Pipeline::with_capacity(FLAGS);
-                    for ((key, value), (_, def)) in f.keys.iter().zip(&f.values).zip(&f.flags) {
+                    for ((key, value), (id, def)) in f.keys.iter().zip(&f.values).zip(&f.flags) {
                         pipe.cmd("EVALSHA")
                             .arg(script.get_hash())
                             .arg(1)
                             .arg(key)
                             .arg(value)
-                            .arg(def.version)
-                            .arg(ttl_ms);
+                            .arg(def.version.to_string())
+                            .arg(ttl_ms)
+                            .arg(id.as_str());
                     }
                     let stored: Vec<i64> = pipe.query_async(&mut conn).await.unwrap();
                     assert_eq!(black_box(stored).len(), FLAGS);

@@ -161,9 +161,10 @@ impl RedisCache {
     }
 
     /// The Lua script every write goes through (`KEYS[1]` the key; `ARGV` the JSON, the
-    /// version and the TTL in milliseconds; it returns 1 when it stored, 0 when a higher
-    /// version was stored). Other services writing the same keys should use it too, so that
-    /// versions never go backwards whoever writes.
+    /// version in decimal, the TTL in milliseconds (0: no expiry) and the flag's id; it returns
+    /// 1 when it stored, 0 when a valid higher version of the flag was stored). Other services
+    /// writing the same keys should use it too, so that versions never go backwards whoever
+    /// writes.
     pub fn version_guard_script() -> &'static str {
         script::GUARDED_SET
     }
@@ -287,13 +288,9 @@ impl RedisCache {
         ttl: Option<Duration>,
     ) -> Result<()> {
         let write = self.prepare_write(id, def, ttl)?;
-        let stored: i64 = match self.request(&write.command(false)).await {
-            Err(e) if e.kind() == ErrorKind::Backend && write_needs_body(&e) => {
-                self.request(&write.command(true)).await?
-            }
-            other => other?,
-        };
-        if stored == 1 {
+        let stored = self.eval(|with_body| write.command(with_body)).await? == 1
+            || self.replace_if_corrupt(&write).await?;
+        if stored {
             add(&self.counters.writes, 1);
             Ok(())
         } else {
@@ -337,10 +334,17 @@ impl RedisCache {
                 }
                 replies => replies,
             };
-            for (id, reply) in ids.into_iter().zip(replies) {
+            for ((id, write), reply) in ids.into_iter().zip(&writes).zip(replies) {
                 match reply {
                     Ok(1) => outcome.stored += 1,
-                    Ok(_) => outcome.refused.push(id.clone()),
+                    // Refusals are rare: each is settled on its own (see `replace_if_corrupt`).
+                    Ok(_) => match self.replace_if_corrupt(write).await {
+                        Ok(true) => outcome.stored += 1,
+                        Ok(false) => outcome.refused.push(id.clone()),
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    },
                     Err(e) => {
                         add(&self.counters.errors, 1);
                         first_error.get_or_insert(
@@ -503,6 +507,49 @@ impl RedisCache {
         .await
     }
 
+    /// Runs a script call, sent by SHA and again with its body when the server lost it.
+    async fn eval(&self, command: impl Fn(bool) -> redis::Cmd) -> Result<i64> {
+        match self.request(&command(false)).await {
+            Err(e) if e.kind() == ErrorKind::Backend && write_needs_body(&e) => {
+                self.request(&command(true)).await
+            }
+            other => other,
+        }
+    }
+
+    /// After the guard refused `write`: reads the stored value, and if the reader would call it
+    /// corrupt (what the guard cannot check, such as an empty name), replaces it, as long as it
+    /// is still the bytes read. True when the write is stored in the end; false for a real
+    /// refusal (a valid, higher version is stored).
+    async fn replace_if_corrupt(&self, write: &Write) -> Result<bool> {
+        for _ in 0..2 {
+            let seen: Option<Vec<u8>> = self.request(redis::cmd("GET").arg(&write.key)).await?;
+            let replaced = match seen {
+                // Gone since the guard looked: try the guarded write again.
+                None => self.eval(|with_body| write.command(with_body)).await? == 1,
+                Some(seen) => {
+                    if codec::decode(&write.id, &seen, self.max_value_bytes).is_ok() {
+                        return Ok(false);
+                    }
+                    let replace = |with_body| {
+                        script::replace_if_unchanged(
+                            &write.key,
+                            &seen,
+                            &write.value,
+                            write.ttl_ms,
+                            with_body,
+                        )
+                    };
+                    self.eval(replace).await? == 1
+                }
+            };
+            if replaced {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Checks one write and makes its command's arguments.
     fn prepare_write(
         &self,
@@ -525,6 +572,7 @@ impl RedisCache {
             ));
         }
         Ok(Write {
+            id: id.clone(),
             key: self.keys.key(id),
             value: codec::encode(def, self.max_value_bytes)?,
             version: def.version,
@@ -654,6 +702,7 @@ fn set_command<'p>(
 
 /// One checked write.
 struct Write {
+    id: FlagId,
     key: String,
     value: Vec<u8>,
     version: u64,
@@ -662,7 +711,14 @@ struct Write {
 
 impl Write {
     fn command(&self, with_body: bool) -> redis::Cmd {
-        script::guarded_set(&self.key, &self.value, self.version, self.ttl_ms, with_body)
+        script::guarded_set(
+            &self.key,
+            self.id.as_str(),
+            &self.value,
+            self.version,
+            self.ttl_ms,
+            with_body,
+        )
     }
 }
 
