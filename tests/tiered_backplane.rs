@@ -180,19 +180,3 @@ async fn instances_drop_each_others_stale_copies_and_ignore_their_own() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(a.l1().get_now("f").unwrap().definition.version, 2);
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_backplane_is_not_reported_subscribed() {
-    let l2 = MemoryStore::new();
-    let cache = TieredCache::builder().l2(l2.clone()).build().unwrap();
-    let task = cache.start_backplane().unwrap();
-    wait_for("the subscription", || {
-        cache.tiered_stats().backplane_subscribed
-    })
-    .await;
-    drop(task);
-    wait_for("the gauge to fall", || {
-        !cache.tiered_stats().backplane_subscribed
-    })
-    .await;
-}

@@ -200,6 +200,13 @@ impl LocalCache {
         }
     }
 
+    /// True while no write to the ticket's flag (of its fence stripe), and no snapshot swap,
+    /// happened since the ticket was taken: what [`complete_fill`](Self::complete_fill) checks.
+    /// For a read-through that records something else it learned (such as "absent").
+    pub fn ticket_is_current(&self, ticket: &FillTicket) -> bool {
+        self.snapshots.active().number() == ticket.generation && self.fences.unchanged_since(ticket)
+    }
+
     /// Installs a definition fetched under `ticket`, unless a write to the flag or a snapshot
     /// swap happened since the ticket, or the cache already holds a newer version.
     pub fn complete_fill(

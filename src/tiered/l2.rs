@@ -9,6 +9,9 @@ use crate::flag::{FlagDefinition, FlagId};
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 pub(crate) struct L2 {
@@ -17,18 +20,37 @@ pub(crate) struct L2 {
     bulk_timeout: Duration,
 }
 
-/// Runs `call` for at most `limit`; running out is a [`ErrorKind::Timeout`].
+/// Runs `call` for at most `limit`; running out is a [`ErrorKind::Timeout`], and a panic in
+/// the call (user code: a store or a source) is an [`ErrorKind::Backend`] error, so that it
+/// fails over like any other failure instead of unwinding through the reader.
 pub(crate) async fn bounded<T>(
     what: &str,
     limit: Duration,
     call: impl Future<Output = Result<T>>,
 ) -> Result<T> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(result) => result,
+    match tokio::time::timeout(limit, CatchUnwind(Box::pin(call))).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(())) => Err(Error::new(ErrorKind::Backend, format!("{what} panicked"))),
         Err(_) => Err(Error::new(
             ErrorKind::Timeout,
             format!("{what} took over {limit:?}"),
         )),
+    }
+}
+
+/// A future that turns a panic while it is polled into `Err(())`; it is not polled again.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::result::Result<F::Output, ()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(())),
+        }
     }
 }
 

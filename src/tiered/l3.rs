@@ -22,7 +22,8 @@ pub(crate) struct L3 {
 pub(crate) struct Loaded {
     /// Valid definitions of the ids asked.
     pub(crate) found: HashMap<FlagId, FlagDefinition>,
-    /// Ids whose answer was rejected: a failure for them, not an absence.
+    /// Ids whose answer was rejected, or that may have been answered under another id: a
+    /// failure for them, not an absence.
     pub(crate) rejected: HashSet<FlagId>,
 }
 
@@ -62,9 +63,11 @@ impl L3 {
             found: HashMap::with_capacity(answered.len()),
             rejected: HashSet::new(),
         };
+        let mut misfiled = false;
         for (id, def) in answered {
             if !asked.contains(&id) {
                 add(&counters.l3_rejected, 1);
+                misfiled = true;
                 tracing::warn!(flag = %id, "the flag source answered an id that was not asked; ignored");
             } else if let Err(e) = check(&id, &def) {
                 add(&counters.l3_rejected, 1);
@@ -73,6 +76,12 @@ impl L3 {
             } else {
                 loaded.found.insert(id, def);
             }
+        }
+        // An answer filed under an id not asked may be the answer to one that was (a
+        // case-insensitive database): none of the unanswered ids is known absent.
+        if misfiled {
+            let unanswered = ids.iter().filter(|id| !loaded.found.contains_key(*id));
+            loaded.rejected.extend(unanswered.cloned());
         }
         Ok(loaded)
     }

@@ -47,15 +47,20 @@ impl Inner {
             let ids: Vec<FlagId> = rest.iter().map(|(id, _)| id.clone()).collect();
             match l2.get_many(&ids).await {
                 Ok(found) => {
-                    add(&self.counters.l2_fills, found.len() as u64);
+                    let mut fills = 0;
                     rest.retain(|(id, ticket)| match found.get(id) {
-                        Some(flag) if flag.definition.id == *id => {
+                        // Checked as a source's answer is: a store may be written by anyone.
+                        Some(flag)
+                            if flag.definition.id == *id && flag.definition.validate().is_ok() =>
+                        {
+                            fills += 1;
                             self.fill_l1(ticket, flag);
                             landed.push((id.clone(), Landing::Found(flag.clone())));
                             false
                         }
                         _ => true,
                     });
+                    add(&self.counters.l2_fills, fills);
                 }
                 // A corrupt value is left out by the store, not an error; anything else is.
                 Err(e) if e.kind() == ErrorKind::Corrupt => {}
@@ -69,11 +74,11 @@ impl Inner {
             return landed;
         }
         let Some(l3) = &self.l3 else {
-            for (id, _) in rest {
+            for (id, ticket) in rest {
                 let landing = if l2_failed {
-                    self.fail(&id)
+                    self.fail(&id, &ticket)
                 } else {
-                    self.mark_absent(&id)
+                    self.mark_absent(&id, &ticket)
                 };
                 landed.push((id, landing));
             }
@@ -89,17 +94,25 @@ impl Inner {
                         Some(def) => {
                             let flag = CachedFlag::new(Arc::new(def));
                             if self.fill_l1(&ticket, &flag) {
-                                write_back
-                                    .push((id.clone(), FlagDefinition::clone(&flag.definition)));
+                                let def = FlagDefinition::clone(&flag.definition);
+                                write_back.push((id.clone(), def, ticket));
                             }
                             Landing::Found(flag)
                         }
-                        None if loaded.rejected.contains(&id) => self.fail(&id),
-                        None => self.mark_absent(&id),
+                        None if loaded.rejected.contains(&id) => self.fail(&id, &ticket),
+                        None => self.mark_absent(&id, &ticket),
                     };
                     landed.push((id, landing));
                 }
                 if let (Some(l2), false, false) = (&self.l2, l2_failed, write_back.is_empty()) {
+                    // Checked again just before: a write, invalidate or clear since the L1 fill
+                    // (a clear leaves no tombstone to refuse the fill) drops it. What remains
+                    // is the window of one round trip.
+                    let write_back: Vec<(FlagId, FlagDefinition)> = write_back
+                        .into_iter()
+                        .filter(|(_, _, ticket)| self.l1.ticket_is_current(ticket))
+                        .map(|(id, def, _)| (id, def))
+                        .collect();
                     if let Err(e) = l2.fill_many(&write_back, self.policy.l2_ttl).await {
                         tracing::debug!(error = %e, "L2 write-back failed");
                     }
@@ -107,8 +120,8 @@ impl Inner {
             }
             Err(e) => {
                 tracing::warn!(error = %e, flags = ids.len(), "flag source failed; serving stale if known");
-                for (id, _) in rest {
-                    let landing = self.fail(&id);
+                for (id, ticket) in rest {
+                    let landing = self.fail(&id, &ticket);
                     landed.push((id, landing));
                 }
             }
@@ -124,23 +137,31 @@ impl Inner {
         matches!(outcome, FillOutcome::Installed)
     }
 
-    fn mark_absent(&self, id: &FlagId) -> Landing {
-        let until = self
-            .now()
-            .saturating_add(duration_to_ticks(self.policy.negative_ttl));
+    /// `id` is absent everywhere: remembered for `negative_ttl`, unless a write, invalidate or
+    /// notice for it came since the load began (its ticket): then the absence is stale news.
+    fn mark_absent(&self, id: &FlagId, ticket: &FillTicket) -> Landing {
         if !self.policy.negative_ttl.is_zero() {
-            self.reads.absent.set(id, until, self.now());
+            let now = self.now();
+            let until = now.saturating_add(duration_to_ticks(self.policy.negative_ttl));
+            self.reads.absent.set(id, until, now);
+            // Set, then checked: a write that advanced the fence after the check forgets the
+            // deadline itself (writes forget after they fence).
+            if !self.l1.ticket_is_current(ticket) {
+                self.reads.absent.clear(id.as_str());
+            }
         }
         Landing::Absent
     }
 
-    /// The backends failed for `id`: do not ask them again for `retry_after`, and serve the
-    /// last known definition if it is recent enough.
-    pub(crate) fn fail(&self, id: &FlagId) -> Landing {
-        let until = self
-            .now()
-            .saturating_add(duration_to_ticks(self.policy.retry_after));
-        self.reads.cooldown.set(id, until, self.now());
+    /// The backends failed for `id`: do not ask them again for `retry_after` (unless a write
+    /// came since the load began), and serve the last known definition if it is recent enough.
+    pub(crate) fn fail(&self, id: &FlagId, ticket: &FillTicket) -> Landing {
+        let now = self.now();
+        let until = now.saturating_add(duration_to_ticks(self.policy.retry_after));
+        self.reads.cooldown.set(id, until, now);
+        if !self.l1.ticket_is_current(ticket) {
+            self.reads.cooldown.clear(id.as_str());
+        }
         self.stale(id.as_str())
             .map_or(Landing::Failed, Landing::Stale)
     }

@@ -34,6 +34,8 @@ pub(crate) struct WarmUpLog {
 #[derive(Default)]
 struct Log {
     touched: HashMap<FlagId, Touch>,
+    /// L1 was cleared: the loaded set predates it.
+    cleared: bool,
     overflowed: bool,
 }
 
@@ -48,12 +50,30 @@ impl WarmUpLog {
         self.record(&FlagId::new(id), Touch::Dropped);
     }
 
+    /// Records a clear of L1, if a warm-up runs; call before clearing L1.
+    pub(crate) fn record_clear(&self) {
+        let mut log = lock(&self.log);
+        let Some(log) = log.as_mut() else { return };
+        // What came before the clear is gone with it; what comes after is recorded again.
+        *log = Log {
+            cleared: true,
+            ..Log::default()
+        };
+    }
+
     fn record(&self, id: &FlagId, touch: Touch) {
         let mut log = lock(&self.log);
         let Some(log) = log.as_mut() else { return };
         if log.touched.len() >= LOG_LIMIT && !log.touched.contains_key(id) {
             log.overflowed = true;
             return;
+        }
+        // Recorded before L1 checks the version: a lower write after a higher one was refused
+        // there, so the higher one is what to apply again.
+        if let (Some(Touch::Set(have)), Touch::Set(new)) = (log.touched.get(id), &touch) {
+            if have.version > new.version {
+                return;
+            }
         }
         log.touched.insert(id.clone(), touch);
     }
@@ -109,6 +129,9 @@ impl TieredCache {
         let log = recording.finish();
         let n = swapped?;
         inner.reads.forget_all();
+        if log.cleared {
+            inner.l1.clear_now();
+        }
         for (id, touch) in log.touched {
             match touch {
                 // Refused by L1 when the loaded version is higher: right.
@@ -151,6 +174,26 @@ mod tests {
         let recording = Recording::start(&log);
         log.record_drop("f");
         assert_eq!(recording.finish().touched.len(), 1);
+        // The highest write wins over a later, lower (refused) one; a clear resets the log.
+        let recording = Recording::start(&log);
+        let at = |v: u64| {
+            Arc::new(
+                FlagDefinition::new_boolean("f", "F", true)
+                    .unwrap()
+                    .with_version(v),
+            )
+        };
+        log.record_set(&id, &at(3));
+        log.record_set(&id, &at(2));
+        log.record_drop("g");
+        let finished = recording.finish();
+        assert!(matches!(finished.touched.get(&id), Some(Touch::Set(d)) if d.version == 3));
+        let recording = Recording::start(&log);
+        log.record_set(&id, &at(3));
+        log.record_clear();
+        log.record_set(&FlagId::new("h"), &at(1));
+        let finished = recording.finish();
+        assert!(finished.cleared && finished.touched.len() == 1);
         // A cancelled warm-up (its future dropped mid-load) stops recording.
         let recording = Recording::start(&log);
         drop(recording);

@@ -11,7 +11,7 @@ use super::{Inner, SetManyOutcome, TieredCache};
 use crate::error::Result;
 use crate::flag::{FlagDefinition, FlagId};
 use crate::sync::Arc;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 impl TieredCache {
@@ -41,59 +41,59 @@ impl TieredCache {
 
     /// [`try_set`](Self::try_set) for several definitions: one L2 batch, then L1, then one
     /// notice. Says flag by flag which writes a higher version refused: those are not written
-    /// to L1 (whose copy is dropped, so the next read fetches the newer one) nor announced.
+    /// to L1 (whose copy is dropped, so the next read fetches the newer one) nor announced. An
+    /// id given twice is written once, at its highest version. An invalid definition is left
+    /// out (an error), and the rest are written and announced.
     ///
     /// # Errors
-    /// The first error of either layer, after attempting every write (the outcome of the
-    /// others is then not reported; check the flags again if it matters).
+    /// The first error (an invalid definition, or either layer's), after attempting every
+    /// write; the outcome of the others is then not reported (check the flags again if it
+    /// matters).
     pub async fn try_set_many(
         &self,
         flags: Vec<(FlagId, FlagDefinition)>,
         ttl: Option<Duration>,
     ) -> Result<SetManyOutcome> {
         let inner = &self.inner;
-        let mut first_error = None;
+        let (flags, mut first_error) = checked_batch(flags);
         let mut refused: Vec<FlagId> = Vec::new();
+        let mut l2_failed = false;
         if let Some(l2) = &inner.l2 {
             match l2
                 .set_many(&flags, ttl.unwrap_or(inner.policy.l2_ttl))
                 .await
             {
                 Ok(outcome) => refused = outcome.refused,
-                Err(e) => first_error = Some(e),
-            }
-        }
-        let refused_set: HashSet<&FlagId> = refused.iter().collect();
-        let mut written = Vec::with_capacity(flags.len());
-        let mut to_l1 = Vec::with_capacity(flags.len());
-        for (id, def) in flags {
-            inner.detach(id.as_str());
-            if refused_set.contains(&id) {
-                // L2 holds a newer version: drop L1's copy so the next read fetches it.
-                inner.drop_l1(id.as_str());
-            } else {
-                written.push((id.clone(), def.version));
-                to_l1.push((id, def));
-            }
-        }
-        let l1_ttl = ttl.or(Some(inner.policy.l1_ttl));
-        for (id, def) in to_l1 {
-            let def = Arc::new(def);
-            inner.warm_log.record_set(&id, &def);
-            match inner.l1.try_set_arc(&id, def, l1_ttl) {
-                Ok(()) => {}
-                Err(e) if e.is_stale_version() => {
-                    written.retain(|(w, _)| *w != id);
-                    refused.push(id);
-                }
                 Err(e) => {
-                    written.retain(|(w, _)| *w != id);
+                    l2_failed = true;
                     first_error.get_or_insert(e);
                 }
             }
         }
-        // Announced only when L2 took the writes: other instances reload from L2.
-        if first_error.is_none() {
+        let refused_set: HashSet<FlagId> = refused.iter().cloned().collect();
+        let l1_ttl = ttl.or(Some(inner.policy.l1_ttl));
+        let mut written = Vec::with_capacity(flags.len());
+        for (id, def) in flags {
+            if refused_set.contains(&id) {
+                // L2 holds a newer version: drop L1's copy so the next read fetches it.
+                inner.drop_l1(id.as_str());
+            } else {
+                let version = def.version;
+                let def = Arc::new(def);
+                inner.warm_log.record_set(&id, &def);
+                match inner.l1.try_set_arc(&id, def, l1_ttl) {
+                    Ok(()) => written.push((id.clone(), version)),
+                    Err(e) if e.is_stale_version() => refused.push(id.clone()),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            // After L1's fence moved: a load that began before cannot record what it learned.
+            inner.detach(id.as_str());
+        }
+        // Announced when L2 took them: other instances reload from L2.
+        if !l2_failed {
             inner.publish(Action::Set, &written).await;
         }
         let stored = written.len();
@@ -143,9 +143,7 @@ impl TieredCache {
             Some(l2) => l2.clear().await,
             None => Ok(()),
         };
-        inner.l1.clear_now();
-        inner.reads.forget_all();
-        inner.reads.flights.detach_all();
+        inner.clear_l1();
         if l2_result.is_ok() {
             inner.publish(Action::Clear, &[]).await;
         }
@@ -153,11 +151,56 @@ impl TieredCache {
     }
 }
 
+/// The definitions of a batch that can be written: each id once (its highest version; a lower
+/// one would be refused by the higher anyway), each definition valid and filed under its own id.
+/// Returns them and the first reason one was left out.
+fn checked_batch(
+    flags: Vec<(FlagId, FlagDefinition)>,
+) -> (Vec<(FlagId, FlagDefinition)>, Option<crate::Error>) {
+    let mut first_error = None;
+    let mut highest: HashMap<FlagId, usize> = HashMap::with_capacity(flags.len());
+    let mut kept: Vec<(FlagId, FlagDefinition)> = Vec::with_capacity(flags.len());
+    for (id, def) in flags {
+        let checked = if def.id == id {
+            def.validate()
+        } else {
+            Err(crate::Error::new(
+                crate::ErrorKind::InvalidFlag,
+                format!(
+                    "set under id `{id}` of a definition whose id is `{}`",
+                    def.id
+                ),
+            ))
+        };
+        if let Err(e) = checked {
+            first_error.get_or_insert(e);
+            continue;
+        }
+        match highest.get(&id) {
+            Some(&at) if kept[at].1.version >= def.version => {}
+            Some(&at) => kept[at].1 = def,
+            None => {
+                highest.insert(id.clone(), kept.len());
+                kept.push((id, def));
+            }
+        }
+    }
+    (kept, first_error)
+}
+
 impl Inner {
     /// Drops L1's copy of `id` (fencing its loads in flight), recorded for a running warm-up.
     pub(crate) fn drop_l1(&self, id: &str) {
         self.warm_log.record_drop(id);
         self.l1.invalidate_now(id);
+    }
+
+    /// Empties L1 (recorded for a running warm-up), and forgets every deadline and flight.
+    pub(crate) fn clear_l1(&self) {
+        self.warm_log.record_clear();
+        self.l1.clear_now();
+        self.reads.forget_all();
+        self.reads.flights.detach_all();
     }
 
     /// What a write (or another instance's notice) makes obsolete besides L1's copy: the

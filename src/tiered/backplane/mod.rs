@@ -66,10 +66,8 @@ impl Inner {
     /// cannot be sent is counted; the write stands.
     pub(crate) async fn publish(&self, action: Action, flags: &[(FlagId, u64)]) {
         let Some(l2) = &self.l2 else { return };
-        if flags.is_empty() && action != Action::Clear {
-            return;
-        }
-        for payload in Notice::encode_all(&self.backplane.origin, action, flags) {
+        let origin = &self.backplane.origin;
+        for payload in Notice::encode_all(origin, action, flags, self.backplane.max_notice_bytes) {
             match l2.publish(&payload).await {
                 Ok(()) => add(&self.counters.notices_sent, 1),
                 Err(e) => {
@@ -96,11 +94,7 @@ impl Inner {
         }
         add(&self.counters.notices_received, 1);
         match notice.action {
-            Action::Clear => {
-                self.l1.clear_now();
-                self.reads.forget_all();
-                self.reads.flights.detach_all();
-            }
+            Action::Clear => self.clear_l1(),
             Action::Invalidate => {
                 for (i, id) in notice.ids.iter().enumerate() {
                     self.drop_l1(id);
