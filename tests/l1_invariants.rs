@@ -300,6 +300,59 @@ fn replace_all_is_seen_whole_or_not_at_all() {
 }
 
 #[test]
+fn a_long_batch_is_whole_however_often_swaps_overlap_it() {
+    // 100 present flags spread through a batch of 20 100 ids, and swaps in a loop: a read of
+    // the batch takes long enough that every optimistic attempt may overlap a swap.
+    let cache = cache(1_000);
+    let present: Vec<FlagId> = (0..100).map(|i| FlagId::new(format!("p{i}"))).collect();
+    let batch: Vec<FlagId> = (0..20_100)
+        .map(|i| match i % 201 {
+            0 => present[i / 201].clone(),
+            _ => FlagId::new(format!("absent{i}")),
+        })
+        .collect();
+    let set_of = |v: u64| {
+        present
+            .iter()
+            .map(|id| flag(id.as_str(), v))
+            .collect::<Vec<_>>()
+    };
+    cache.replace_all(set_of(1)).unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut v = 2;
+            while !stop.load(Ordering::SeqCst) {
+                cache.replace_all(set_of(v)).unwrap();
+                v += 1;
+            }
+        });
+        let reader = s.spawn(|| {
+            let mut sizes = Vec::with_capacity(200);
+            for _ in 0..200 {
+                let got = cache.get_many_now(&batch);
+                let first = got.values().next().map(|f| f.definition.version);
+                let one_snapshot = got.values().all(|f| Some(f.definition.version) == first);
+                sizes.push((got.len(), one_snapshot));
+            }
+            stop.store(true, Ordering::SeqCst);
+            sizes
+        });
+        let sizes = reader.join().unwrap();
+        let partial: Vec<_> = sizes.iter().filter(|(n, _)| *n != 100).collect();
+        assert!(
+            partial.is_empty(),
+            "{} of 200 batches partial: {partial:?}",
+            partial.len()
+        );
+        assert!(
+            sizes.iter().all(|(_, one)| *one),
+            "a batch mixed two snapshots"
+        );
+    });
+}
+
+#[test]
 fn replace_all_over_capacity_fails_and_keeps_the_old_set() {
     let cache = cache(2);
     cache.replace_all(vec![flag("a", 1)]).unwrap();

@@ -61,3 +61,21 @@ fn reads_racing_two_swaps_answer_from_one_snapshot() {
         assert_bound(&c);
     });
 }
+
+/// A single read racing a swap of a set that holds its flag in both snapshots finds it: when
+/// swaps overlap every optimistic attempt, the read holds swaps off for one more.
+#[test]
+fn a_read_overlapped_by_swaps_still_finds_a_flag_of_both_snapshots() {
+    model(|| {
+        let c = Arc::new(cache(2));
+        c.replace_all(vec![flag("a", 1)]).unwrap();
+        let c2 = Arc::clone(&c);
+        let swapper = thread::spawn(move || {
+            c2.replace_all(vec![flag("a", 2)]).unwrap();
+            c2.replace_all(vec![flag("a", 3)]).unwrap();
+        });
+        let version = c.get_with("a", |d| d.version);
+        assert!(matches!(version, Some(1..=3)), "missed: {version:?}");
+        swapper.join().unwrap();
+    });
+}

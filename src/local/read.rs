@@ -17,7 +17,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// How often a read retries when swaps keep overlapping it (two would already be rare).
+#[cfg(not(flagcache_loom))]
 const READ_ATTEMPTS: usize = 8;
+// One under loom, so the models reach what comes after the optimistic attempts.
+#[cfg(flagcache_loom)]
+const READ_ATTEMPTS: usize = 1;
 
 enum Lookup<'g> {
     Hit(&'g Entry),
@@ -90,26 +94,37 @@ impl LocalCache {
     /// [`read_one`](Self::read_one) after a swap overlapped its first lookup.
     #[cold]
     fn read_retrying<R>(&self, id: &str, now: Ticks, hit: impl FnOnce(&Entry) -> R) -> Option<R> {
-        for _ in 0..READ_ATTEMPTS {
+        let mut hit = Some(hit);
+        let mut attempt = || {
             let a = self.snapshots.active();
             let buffer = self.snapshots.buffer(a);
             let guard = buffer.map.guard();
             match self.lookup(buffer, &guard, a, id, now) {
-                Lookup::Hit(e) => {
-                    self.stats.hit();
-                    return Some(hit(e));
-                }
-                Lookup::Miss => break,
+                Lookup::Hit(e) => Some(hit.take().map(|f| f(e))),
+                Lookup::Miss => Some(None),
                 Lookup::Expired(slot, a) => {
                     drop(guard);
                     self.expire(a, id, slot, now);
-                    break;
+                    Some(None)
                 }
-                Lookup::Retry => {}
+                Lookup::Retry => None,
+            }
+        };
+        let found = match (0..READ_ATTEMPTS).find_map(|_| attempt()) {
+            Some(found) => found,
+            // Swaps kept overlapping: one more attempt with swaps held off cannot be overlapped.
+            None => self.snapshots.without_swaps(&mut attempt).flatten(),
+        };
+        match found {
+            Some(r) => {
+                self.stats.hit();
+                Some(r)
+            }
+            None => {
+                self.stats.miss();
+                None
             }
         }
-        self.stats.miss();
-        None
     }
 
     /// Removes an entry a read found expired, from the buffer it was found in (lazy expiry).
@@ -149,38 +164,47 @@ impl LocalCache {
 
     /// The cached definitions of those `ids` that are cached, all from one snapshot.
     ///
-    /// Each id is one lookup in the stats, duplicates included.
+    /// Each id is one lookup in the stats, duplicates included. A batch long enough for swaps
+    /// to overlap every optimistic attempt is read once more with swaps held off, so it is
+    /// always whole.
     pub fn get_many_now(&self, ids: &[FlagId]) -> HashMap<FlagId, CachedFlag> {
         let now = self.clock.now();
-        let mut out = HashMap::with_capacity(ids.len());
-        let mut hits = 0u64;
-        'attempt: for _ in 0..READ_ATTEMPTS {
-            out.clear();
-            hits = 0;
-            let a = self.snapshots.active();
-            let buffer = self.snapshots.buffer(a);
-            let mut expired = Vec::new();
-            let guard = buffer.map.guard();
-            for id in ids {
-                match self.lookup(buffer, &guard, a, id.as_str(), now) {
-                    Lookup::Hit(e) => {
-                        hits += 1;
-                        out.insert(id.clone(), self.cached_flag(e));
-                    }
-                    Lookup::Miss => {}
-                    Lookup::Expired(slot, _) => expired.push((id, slot)),
-                    Lookup::Retry => continue 'attempt,
-                }
-            }
-            drop(guard);
-            for (id, slot) in expired {
-                self.expire(a, id.as_str(), slot, now);
-            }
-            break;
-        }
+        let read = (0..READ_ATTEMPTS)
+            .find_map(|_| self.read_batch(ids, now))
+            // Swaps kept overlapping: hold them off for one more attempt, which then cannot
+            // be overlapped. Rare, and bounded by one swap's length.
+            .or_else(|| self.snapshots.without_swaps(|| self.read_batch(ids, now)));
+        let (out, hits) = read.unwrap_or_default();
         self.stats
             .hits_and_misses(hits, (ids.len() as u64).saturating_sub(hits));
         out
+    }
+
+    /// One attempt at a whole batch from the current snapshot, with its hit count (duplicates
+    /// included); `None` when a swap overlapped it.
+    fn read_batch(&self, ids: &[FlagId], now: Ticks) -> Option<(HashMap<FlagId, CachedFlag>, u64)> {
+        let mut out = HashMap::with_capacity(ids.len());
+        let mut hits = 0;
+        let a = self.snapshots.active();
+        let buffer = self.snapshots.buffer(a);
+        let mut expired = Vec::new();
+        let guard = buffer.map.guard();
+        for id in ids {
+            match self.lookup(buffer, &guard, a, id.as_str(), now) {
+                Lookup::Hit(e) => {
+                    hits += 1;
+                    out.insert(id.clone(), self.cached_flag(e));
+                }
+                Lookup::Miss => {}
+                Lookup::Expired(slot, _) => expired.push((id, slot)),
+                Lookup::Retry => return None,
+            }
+        }
+        drop(guard);
+        for (id, slot) in expired {
+            self.expire(a, id.as_str(), slot, now);
+        }
+        Some((out, hits))
     }
 
     /// The fresh definition of `id`, for the tiered cache's own checks: not counted as a hit

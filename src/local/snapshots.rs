@@ -89,6 +89,13 @@ impl Snapshots {
         self.active.load(Ordering::Relaxed) == a.0
     }
 
+    /// Runs `read` while no swap can start (one running finishes first): a read that validates
+    /// inside it always succeeds. For reads that optimistic attempts could not complete.
+    pub(crate) fn without_swaps<R>(&self, read: impl FnOnce() -> R) -> R {
+        let _no_swap = lock(&self.swap);
+        read()
+    }
+
     /// Swaps in a new set: `fill` writes it into the idle buffer (emptied first) under the next
     /// generation number; then the buffer is published and the old one emptied. Returns how many
     /// entries the old set had.
