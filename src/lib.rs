@@ -46,8 +46,9 @@
 //!   cached one is refused and counted.
 //! - **Snapshots**: [`LocalCache::replace_all`] swaps the whole set atomically; a
 //!   [`LocalCache::get_many_now`] answers from one snapshot.
-//! - **Expiry**: an entry is not served past its TTL by more than one clock tick (5 ms by
-//!   default while the cleanup task runs; exact without it).
+//! - **Expiry**: an entry is not served past its TTL by more than about two clock ticks (5 ms
+//!   each by default while the cleanup task runs, ticked by a thread of the crate whatever the
+//!   runtime is doing; exact without the task).
 //! - **Stats** are exact once concurrent operations have finished.
 //!
 //! ## Performance
@@ -77,6 +78,8 @@ mod memory;
 mod redis;
 mod sync;
 mod task;
+#[cfg(not(flagcache_loom))]
+mod ticker;
 mod tiered;
 mod time;
 

@@ -42,6 +42,33 @@ struct CoarseClock {
     coarse: AtomicU64,
     /// How many background tasks keep `coarse` fresh.
     drivers: AtomicUsize,
+    /// How often the clock thread refreshes `coarse` while it is driven (nanoseconds).
+    resolution_ns: AtomicU64,
+}
+
+impl CoarseClock {
+    /// Refreshes `coarse` unless no driver runs (0 stays 0: a refresh racing the last driver's
+    /// exit must not leave readers on a tick nobody moves).
+    fn refresh(&self) {
+        let now = elapsed_ticks(self.start).max(1);
+        let _ = self
+            .coarse
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |current| {
+                (current != 0).then(|| current.max(now))
+            });
+    }
+}
+
+#[cfg(not(flagcache_loom))]
+impl crate::ticker::Tick for CoarseClock {
+    fn tick(&self) -> bool {
+        self.refresh();
+        self.drivers.load(Ordering::Relaxed) > 0
+    }
+
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(self.resolution_ns.load(Ordering::Relaxed).max(1))
+    }
 }
 
 impl Default for Clock {
@@ -60,6 +87,8 @@ impl Clock {
                 start,
                 coarse: AtomicU64::new(0),
                 drivers: AtomicUsize::new(0),
+                // Until a driver asks for one.
+                resolution_ns: AtomicU64::new(u64::MAX),
             })),
         }
     }
@@ -84,19 +113,28 @@ impl Clock {
         }
     }
 
-    /// Refreshes the coarse tick; called by the background task.
+    /// Refreshes the coarse tick while it is driven; the background task calls it too.
     pub(crate) fn tick(&self) {
         if let ClockInner::System(c) = &self.inner {
-            c.coarse
-                .fetch_max(elapsed_ticks(c.start).max(1), Ordering::Relaxed);
+            c.refresh();
         }
     }
 
-    /// Registers a task that keeps the coarse tick fresh until the returned guard drops.
-    pub(crate) fn drive(&self) -> ClockDriver {
+    /// Puts the clock in coarse mode until the returned guard drops: the clock thread
+    /// refreshes it every `resolution` (the finest any driver asked for), independently of the
+    /// async runtime.
+    pub(crate) fn drive(&self, resolution: Duration) -> ClockDriver {
         if let ClockInner::System(c) = &self.inner {
-            self.tick();
+            c.resolution_ns
+                .fetch_min(duration_to_ticks(resolution).max(1), Ordering::Relaxed);
+            c.coarse
+                .fetch_max(elapsed_ticks(c.start).max(1), Ordering::Relaxed);
             c.drivers.fetch_add(1, Ordering::Relaxed);
+            #[cfg(not(flagcache_loom))]
+            {
+                let clock: Arc<dyn crate::ticker::Tick> = c.clone();
+                crate::ticker::register(&clock);
+            }
         }
         ClockDriver {
             clock: self.clone(),
@@ -203,18 +241,22 @@ mod tests {
     }
 
     #[test]
-    fn coarse_mode_reads_the_stored_tick_until_the_driver_drops() {
+    fn the_clock_thread_keeps_a_driven_clock_fresh_until_the_driver_drops() {
         let clock = Clock::system();
-        let driver = clock.drive();
-        let frozen = clock.now();
-        std::thread::sleep(Duration::from_millis(3));
-        assert_eq!(
-            clock.now(),
-            frozen,
-            "coarse mode must not read the system clock"
-        );
-        clock.tick();
-        assert!(clock.now() >= frozen + 3_000_000);
+        let driver = clock.drive(Duration::from_millis(5));
+        // Nobody calls `tick` here: the clock thread moves the coarse time on its own, and it
+        // never lags the real time by much more than its resolution.
+        let start = Instant::now();
+        let first = clock.now();
+        std::thread::sleep(Duration::from_millis(60));
+        let moved = clock.now() - first;
+        assert!(moved >= 30_000_000, "moved only {moved} ns in 60 ms");
+        for _ in 0..20 {
+            let real = duration_to_ticks(start.elapsed()) + first;
+            let lag = real.saturating_sub(clock.now());
+            assert!(lag < 50_000_000, "lagging {lag} ns");
+            std::thread::sleep(Duration::from_millis(2));
+        }
         drop(driver);
         let direct = clock.now();
         std::thread::sleep(Duration::from_millis(2));

@@ -14,8 +14,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 pub type CleanupTask = crate::task::BackgroundTask;
 
 impl LocalCache {
-    /// Starts the background task on the current tokio runtime: it refreshes the coarse clock
-    /// every `clock_resolution` and sweeps expired entries every `interval`, in bounded steps.
+    /// Starts the background task on the current tokio runtime: it sweeps expired entries every
+    /// `interval`, in bounded steps, and puts the cache's clock in coarse mode, refreshed every
+    /// `clock_resolution` by the crate's clock thread (so expiry holds even while the runtime
+    /// is too busy to run the task).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) for a zero `interval` or
@@ -32,7 +34,7 @@ impl LocalCache {
         let weak = Arc::downgrade(self);
         let period = self.clock_resolution.min(interval);
         // Registered before the task runs, released when its future is dropped (end or abort).
-        let driver = self.clock.drive();
+        let driver = self.clock.drive(self.clock_resolution);
         let handle = runtime.spawn(async move {
             let _driver = driver;
             run(weak, period, interval).await;
