@@ -4,10 +4,13 @@
 
 #![cfg(feature = "redis")]
 
+#[path = "support/proxy.rs"]
+mod proxy;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
 use flagcache::{ErrorKind, FlagCache, FlagDefinition, FlagId, RedisCache};
+use proxy::Proxy;
 use redis_server::{RedisServer, Reply};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -687,4 +690,48 @@ async fn definitions_that_could_not_be_read_back_are_refused_and_nothing_is_stor
         panic!()
     };
     assert!(keys.unwrap_or_default().is_empty(), "nothing stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_gone_silent_is_replaced_and_calls_succeed_again() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let proxy = Proxy::start(([127, 0, 0, 1], server.port()).into());
+    let l2 = RedisCache::builder(&proxy.url())
+        .prefix("silent")
+        .response_timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    let id = FlagId::new("f");
+    l2.try_set(&id, &def("f", 1), None).await.unwrap();
+    let accepted = proxy.connections_accepted();
+    // The link stops forwarding but stays open (a hung server behind a load balancer); new
+    // connections go through.
+    proxy.silence();
+    let started = Instant::now();
+    let mut failures = 0;
+    loop {
+        match l2.try_get(&id).await {
+            Ok(found) => {
+                assert!(found.is_some());
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+                failures += 1;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still failing after {failures} calls: {:?}",
+            l2.redis_stats()
+        );
+    }
+    assert!(proxy.connections_accepted() > accepted, "a new connection");
+    assert!(
+        failures <= 5,
+        "{failures} failed calls before the connection was replaced"
+    );
+    assert!(l2.redis_stats().reconnects >= 1);
 }

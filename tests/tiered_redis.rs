@@ -456,3 +456,42 @@ async fn set_many_reports_what_the_version_guard_refused_and_neither_caches_nor_
     let e = a.try_set(&x, def("x", 2), None).await.unwrap_err();
     assert!(e.is_stale_version(), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_gone_silent_is_noticed_and_made_again() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let proxy = Proxy::start(([127, 0, 0, 1], server.port()).into());
+    let b = TieredCache::builder()
+        .redis(
+            RedisCache::builder(&proxy.url())
+                .prefix("quiet")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let a = TieredCache::builder()
+        .redis(l2(&server, "quiet"))
+        .build()
+        .unwrap();
+    let _task = b.start_backplane().unwrap();
+    wait_for("B's subscription", || b.tiered_stats().backplane_subscribed).await;
+    // B's pub/sub link goes silent without closing: notices stop arriving.
+    proxy.silence();
+    let f = FlagId::new("f");
+    b.l1().try_set(&f, def("f", 1), None).unwrap();
+    // The subscriber's health check notices, and it subscribes again over a new connection.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.tiered_stats().subscriptions < 2 {
+        assert!(Instant::now() < deadline, "{:?}", b.tiered_stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for("B subscribed again", || {
+        b.tiered_stats().backplane_subscribed
+    })
+    .await;
+    a.try_set(&f, def("f", 2), None).await.unwrap();
+    wait_for("B to drop its copy", || b.l1().get_now("f").is_none()).await;
+}

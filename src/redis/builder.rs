@@ -4,9 +4,10 @@
 use super::RedisCache;
 use super::codec::DEFAULT_MAX_VALUE_BYTES;
 use super::keys::Keys;
+use super::link::Link;
 use crate::error::{Error, Result};
 use redis::IntoConnectionInfo;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use redis::io::tcp::TcpSettings;
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
 pub(crate) const DEFAULT_L2_TTL: Duration = Duration::from_secs(10 * 60);
 /// Default number of flags whose last decoded definition is remembered.
 pub(crate) const DEFAULT_DECODE_MEMO: usize = 10_000;
+/// Default pause after which a quiet backplane subscription is pinged (and the most a ping
+/// may take).
+pub(crate) const DEFAULT_HEALTH_CHECK: Duration = Duration::from_secs(1);
 /// Default number of keys `clear` asks `SCAN` for (and removes with one `UNLINK`) per batch.
 pub(crate) const DEFAULT_SCAN_BATCH: usize = 500;
 
@@ -33,6 +37,7 @@ pub struct RedisCacheBuilder {
     max_value_bytes: usize,
     scan_batch: usize,
     decode_memo: usize,
+    health_check_interval: Duration,
     #[cfg(feature = "redis-tls")]
     tls_root: Option<Vec<u8>>,
 }
@@ -48,6 +53,7 @@ impl std::fmt::Debug for RedisCacheBuilder {
             .field("max_value_bytes", &self.max_value_bytes)
             .field("scan_batch", &self.scan_batch)
             .field("decode_memo", &self.decode_memo)
+            .field("health_check_interval", &self.health_check_interval)
             .finish_non_exhaustive()
     }
 }
@@ -78,6 +84,7 @@ impl RedisCacheBuilder {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             scan_batch: DEFAULT_SCAN_BATCH,
             decode_memo: DEFAULT_DECODE_MEMO,
+            health_check_interval: DEFAULT_HEALTH_CHECK,
             #[cfg(feature = "redis-tls")]
             tls_root: None,
         }
@@ -132,6 +139,14 @@ impl RedisCacheBuilder {
         self
     }
 
+    /// How long a backplane subscription may be quiet before it is checked with a `PING` (and
+    /// how long the `PING` may take), default 1 s: a connection that stays open but stops
+    /// answering ends the subscription, which is then made again on a new connection.
+    pub fn health_check_interval(mut self, interval: Duration) -> Self {
+        self.health_check_interval = interval;
+        self
+    }
+
     /// For a `rediss://` URL: trust this CA certificate (PEM) instead of the platform's root
     /// certificates (a private CA, say).
     #[cfg(feature = "redis-tls")]
@@ -154,6 +169,7 @@ impl RedisCacheBuilder {
             ("default_ttl", self.default_ttl),
             ("response_timeout", self.response_timeout),
             ("connect_timeout", self.connect_timeout),
+            ("health_check_interval", self.health_check_interval),
         ] {
             if d.is_zero() {
                 return Err(Error::invalid_config(format!("{what} is zero")));
@@ -169,7 +185,7 @@ impl RedisCacheBuilder {
             .as_str()
             .into_connection_info()
             .map_err(|e| Error::invalid_config(format!("bad Redis URL: {e}")).with_source(e))?
-            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+            .set_tcp_settings(tcp_settings());
         #[cfg(feature = "redis-tls")]
         let client = match self.tls_root {
             Some(pem) => redis::Client::build_with_tls(
@@ -197,22 +213,33 @@ impl RedisCacheBuilder {
             // One attempt per reconnect: a call never waits out a backoff; the next call after
             // a failed attempt starts another.
             .set_number_of_retries(0);
-        let conn =
-            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(|e| {
-                Error::invalid_config(format!("cannot set up the Redis connection: {e}"))
-                    .with_source(e)
-            })?;
+        let link = Link::new(client, config)?;
         Ok(RedisCache::from_parts(
-            conn,
-            client,
+            link,
             keys,
             self.default_ttl,
             self.response_timeout,
             self.max_value_bytes,
             self.scan_batch,
             self.decode_memo,
+            self.health_check_interval,
         ))
     }
+}
+
+/// `TCP_NODELAY` (requests are small and latency-bound), keepalive probes after 10 s of
+/// silence, and (on Linux) a 15 s user timeout: a peer the kernel can see is gone closes the
+/// connection, and the connection manager makes a new one.
+fn tcp_settings() -> TcpSettings {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(5));
+    let settings = TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive);
+    #[cfg(target_os = "linux")]
+    let settings = settings.set_user_timeout(Duration::from_secs(15));
+    settings
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 mod builder;
 mod codec;
 mod keys;
+mod link;
 mod memo;
 mod script;
 mod stats;
@@ -23,8 +24,8 @@ use crate::flag::{FlagDefinition, FlagId};
 use crate::sync::{AtomicU64, Ordering};
 use crate::tiered::SetManyOutcome;
 use keys::Keys;
+use link::Link;
 use memo::DecodeMemo;
-use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, Pipeline, Value};
 use stats::{Counters, add};
 use std::collections::HashMap;
@@ -49,15 +50,15 @@ use std::time::Duration;
 /// # Ok(()) }
 /// ```
 pub struct RedisCache {
-    conn: ConnectionManager,
-    /// For the dedicated connections a subscription needs.
-    client: redis::Client,
+    link: Link,
     keys: Keys,
     default_ttl: Duration,
     timeout: Duration,
     max_value_bytes: usize,
     scan_batch: usize,
     memo: DecodeMemo,
+    /// How often a quiet backplane subscription is pinged.
+    health_check_interval: Duration,
     counters: Counters,
     /// 1 while the last request reached Redis, 0 after one failed: warnings are logged on the
     /// change, not for every failed call of an outage.
@@ -95,24 +96,24 @@ impl RedisCache {
 
     #[allow(clippy::too_many_arguments)] // the builder's checked settings, once
     fn from_parts(
-        conn: ConnectionManager,
-        client: redis::Client,
+        link: Link,
         keys: Keys,
         default_ttl: Duration,
         timeout: Duration,
         max_value_bytes: usize,
         scan_batch: usize,
         memo_capacity: usize,
+        health_check_interval: Duration,
     ) -> Self {
         Self {
-            conn,
-            client,
+            link,
             keys,
             default_ttl,
             timeout,
             max_value_bytes,
             scan_batch,
             memo: DecodeMemo::new(memo_capacity),
+            health_check_interval,
             counters: Counters::default(),
             reachable: AtomicU64::new(1),
         }
@@ -121,6 +122,11 @@ impl RedisCache {
     /// The key prefix this cache was built with.
     pub fn prefix(&self) -> &str {
         self.keys.prefix()
+    }
+
+    /// How often a quiet subscription is health-checked.
+    pub(crate) fn health_check_interval(&self) -> Duration {
+        self.health_check_interval
     }
 
     /// The backplane channel of this cache's prefix: `{prefix}:flagcache:v1:events`.
@@ -139,7 +145,7 @@ impl RedisCache {
     /// milliseconds would not fit in it. The caller bounds it (the backplane's own timeout).
     pub(crate) async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSub> {
         let subscribe = async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
+            let mut pubsub = self.link.client().get_async_pubsub().await?;
             pubsub.subscribe(channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
@@ -381,7 +387,7 @@ impl RedisCache {
             return Ok(0);
         }
         let replies: Vec<Value> = self
-            .round_trip(pipe.query_async(&mut self.conn.clone()))
+            .round_trip(pipe.query_async(&mut self.link.connection()))
             .await?;
         let stored = replies.iter().filter(|r| matches!(r, Value::Okay)).count();
         add(&self.counters.writes, stored as u64);
@@ -399,7 +405,7 @@ impl RedisCache {
             set_command(&mut pipe, self.keys.key(id), codec::TOMBSTONE, ttl).ignore();
         }
         let () = self
-            .round_trip(pipe.query_async(&mut self.conn.clone()))
+            .round_trip(pipe.query_async(&mut self.link.connection()))
             .await?;
         add(&self.counters.keys_removed, ids.len() as u64);
         Ok(())
@@ -592,7 +598,7 @@ impl RedisCache {
             pipe.add_command(w.command(with_body));
         }
         let values: Vec<Value> = self
-            .round_trip(pipe.query_async(&mut self.conn.clone()))
+            .round_trip(pipe.query_async(&mut self.link.connection()))
             .await?;
         Ok(values
             .into_iter()
@@ -606,7 +612,7 @@ impl RedisCache {
 
     /// Sends one command and converts its reply.
     async fn request<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        self.round_trip(cmd.query_async(&mut self.conn.clone()))
+        self.round_trip(cmd.query_async(&mut self.link.connection()))
             .await
     }
 
@@ -624,6 +630,18 @@ impl RedisCache {
                 format!("Redis did not answer within {:?}", self.timeout),
             )),
         };
+        match &result {
+            Err(e) if e.kind() == ErrorKind::Timeout => {
+                if self.link.timed_out() {
+                    add(&self.counters.reconnects, 1);
+                    tracing::warn!(
+                        prefix = self.keys.prefix(),
+                        "Redis L2 stopped answering on its connection; using a new one"
+                    );
+                }
+            }
+            _ => self.link.answered(),
+        }
         match &result {
             Err(e) if e.is_transient() => {
                 let counter = if e.kind() == ErrorKind::Timeout {

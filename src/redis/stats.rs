@@ -29,6 +29,8 @@ pub struct RedisStats {
     pub stale_writes_refused: u64,
     /// Keys removed by `invalidate`, `invalidate_many` and `clear`.
     pub keys_removed: u64,
+    /// Times the connection was replaced after it stopped answering (consecutive timeouts).
+    pub reconnects: u64,
 }
 
 #[derive(Default)]
@@ -42,6 +44,7 @@ pub(crate) struct Counters {
     pub(crate) writes: AtomicU64,
     pub(crate) stale_writes_refused: AtomicU64,
     pub(crate) keys_removed: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
 }
 
 /// Adds `n` to one counter.
@@ -64,6 +67,7 @@ impl Counters {
             writes: get(&self.writes),
             stale_writes_refused: get(&self.stale_writes_refused),
             keys_removed: get(&self.keys_removed),
+            reconnects: get(&self.reconnects),
         }
     }
 }

@@ -46,21 +46,55 @@ impl FlagStore for RedisCache {
     }
 
     async fn subscribe(&self) -> Result<Subscription> {
-        let pubsub = self.subscribe(&self.channel()).await?;
-        Ok(Subscription::from_source(Messages(
-            pubsub.into_on_message(),
-        )))
+        let (sink, stream) = self.subscribe(&self.channel()).await?.split();
+        let every = self.health_check_interval();
+        Ok(Subscription::from_source(Messages {
+            sink,
+            stream,
+            every,
+            next_check: tokio::time::Instant::now() + every,
+        }))
     }
 }
 
-/// The messages of one pub/sub connection; the subscription ends when the connection does.
-struct Messages(redis::aio::PubSubStream);
+/// The messages of one pub/sub connection, health-checked: a connection that stays open but
+/// stops answering would otherwise keep the subscriber "subscribed" to nothing. After `every`
+/// without a message, a `PING` goes out on the subscription; no answer within `every` ends the
+/// subscription (as a dropped connection does), so the subscriber subscribes again on a new
+/// connection and revalidates.
+struct Messages {
+    sink: redis::aio::PubSubSink,
+    stream: redis::aio::PubSubStream,
+    every: Duration,
+    next_check: tokio::time::Instant,
+}
 
 impl NextNotice for Messages {
     fn next(&mut self) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send + '_>> {
         Box::pin(async move {
-            let message = self.0.next().await?;
-            Some(message.get_payload_bytes().to_vec())
+            loop {
+                tokio::select! {
+                    message = self.stream.next() => {
+                        self.next_check = tokio::time::Instant::now() + self.every;
+                        return Some(message?.get_payload_bytes().to_vec());
+                    }
+                    () = tokio::time::sleep_until(self.next_check) => {
+                        let ping = self.sink.ping::<redis::Value>();
+                        match tokio::time::timeout(self.every, ping).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => {
+                                tracing::warn!(error = %e, "backplane subscription failed its health check");
+                                return None;
+                            }
+                            Err(_) => {
+                                tracing::warn!("backplane subscription did not answer its health check");
+                                return None;
+                            }
+                        }
+                        self.next_check = tokio::time::Instant::now() + self.every;
+                    }
+                }
+            }
         })
     }
 }
