@@ -263,7 +263,89 @@ fn set_many(c: &mut Criterion, f: &Fixture) {
     g.finish();
 }
 
-/// Runs the three groups on one server, or says why it measures nothing.
+/// What a read bounded by the size limit would cost, with the bare client: a bounded read
+/// sends at most the limit, so a huge stored value cannot cost its size per reader. One key:
+/// `GET` against `GETRANGE key 0 limit`. 100 keys: `MGET` against a pipeline of 100
+/// `GETRANGE`s, and against a Lua script that returns each value or a marker when it is over
+/// the limit (`STRLEN` first).
+fn bounded_read(c: &mut Criterion, f: &Fixture) {
+    const LIMIT: usize = 256 * 1024;
+    let mut g = Fixture::group(c, "redis/bounded_read_1", 1);
+    g.bench_function("get", |b| {
+        b.iter_custom(|iters| {
+            f.time(iters, |i| {
+                let mut conn = f.bare.clone();
+                async move {
+                    let hit: Option<Vec<u8>> = conn.get(&f.keys[i]).await.unwrap();
+                    assert!(black_box(hit).is_some());
+                }
+            })
+        })
+    });
+    g.bench_function("getrange", |b| {
+        b.iter_custom(|iters| {
+            f.time(iters, |i| {
+                let mut conn = f.bare.clone();
+                async move {
+                    let hit: Vec<u8> = conn.getrange(&f.keys[i], 0, LIMIT as isize).await.unwrap();
+                    assert!(!black_box(hit).is_empty());
+                }
+            })
+        })
+    });
+    g.finish();
+    let mut g = Fixture::group(c, "redis/bounded_read_100", FLAGS);
+    g.bench_function("mget", |b| {
+        b.iter_custom(|iters| {
+            f.time(iters, |_| {
+                let mut conn = f.bare.clone();
+                async move {
+                    let hits: Vec<Option<Vec<u8>>> = conn.mget(&f.keys).await.unwrap();
+                    assert_eq!(black_box(hits).len(), FLAGS);
+                }
+            })
+        })
+    });
+    g.bench_function("getrange_pipeline", |b| {
+        b.iter_custom(|iters| {
+            f.time(iters, |_| {
+                let mut conn = f.bare.clone();
+                async move {
+                    let mut pipe = redis::Pipeline::with_capacity(FLAGS);
+                    for key in &f.keys {
+                        pipe.cmd("GETRANGE").arg(key).arg(0).arg(LIMIT);
+                    }
+                    let hits: Vec<Vec<u8>> = pipe.query_async(&mut conn).await.unwrap();
+                    assert_eq!(black_box(hits).len(), FLAGS);
+                }
+            })
+        })
+    });
+    let script = redis::Script::new(
+        "local out = {} for i, k in ipairs(KEYS) do if redis.call('STRLEN', k) > \
+         tonumber(ARGV[1]) then out[i] = 0 else out[i] = redis.call('GET', k) end end return out",
+    );
+    g.bench_function("bounded_script", |b| {
+        b.iter_custom(|iters| {
+            f.time(iters, |_| {
+                let mut conn = f.bare.clone();
+                let script = &script;
+                async move {
+                    let mut call = script.prepare_invoke();
+                    for key in &f.keys {
+                        call.key(key);
+                    }
+                    let hits: Vec<redis::Value> =
+                        call.arg(LIMIT).invoke_async(&mut conn).await.unwrap();
+                    assert_eq!(black_box(hits).len(), FLAGS);
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
+/// Runs the groups on one server, or says why it measures nothing.
 fn redis(c: &mut Criterion) {
     let Some(f) = Fixture::new() else {
         eprintln!("redis bench skipped: no redis-server binary on the PATH");
@@ -272,6 +354,7 @@ fn redis(c: &mut Criterion) {
     get(c, &f);
     get_many(c, &f);
     set_many(c, &f);
+    bounded_read(c, &f);
 }
 
 criterion_group!(benches, redis);

@@ -735,3 +735,42 @@ async fn a_connection_gone_silent_is_replaced_and_calls_succeed_again() {
     );
     assert!(l2.redis_stats().reconnects >= 1);
 }
+
+#[tokio::test]
+async fn a_single_read_receives_at_most_the_size_limit_of_a_huge_value() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let l2 = RedisCache::builder(&server.url())
+        .prefix("huge")
+        .max_value_bytes(64 * 1024)
+        .response_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let huge = "x".repeat(4 * 1024 * 1024);
+    server.command(&["SET", "huge:flag:f", &huge]);
+    server.command(&["SET", "huge:flag:empty", ""]);
+    let e = l2.try_get(&FlagId::new("f")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    let received = l2.redis_stats().value_bytes;
+    assert!(
+        received <= 64 * 1024 + 1,
+        "received {received} bytes of a 4 MiB value"
+    );
+    // Absent and empty keys are both nothing to read.
+    assert!(l2.try_get(&FlagId::new("absent")).await.unwrap().is_none());
+    assert!(l2.try_get(&FlagId::new("empty")).await.unwrap().is_none());
+    // A value within the limit reads whole.
+    l2.try_set(&FlagId::new("ok"), &def("ok", 1), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        l2.try_get(&FlagId::new("ok"))
+            .await
+            .unwrap()
+            .unwrap()
+            .definition
+            .version,
+        1
+    );
+}

@@ -198,14 +198,23 @@ impl RedisCache {
     }
 
     /// The definition stored under `id`, or `None` (also for the tombstone a `TieredCache`
-    /// leaves when it invalidates a flag).
+    /// leaves when it invalidates a flag, and for an empty value). One `GETRANGE` of at most
+    /// `max_value_bytes + 1` bytes: a huge stored value costs the reader the limit, not its size.
     ///
     /// # Errors
     /// [`ErrorKind::Corrupt`] when the stored value is not a valid definition of `id`
     /// (counted as a decode error and a miss); connection errors and timeouts.
     pub async fn try_get(&self, id: &FlagId) -> Result<Option<CachedFlag>> {
-        let got: Result<Option<Vec<u8>>> =
-            self.request(redis::cmd("GET").arg(self.keys.key(id))).await;
+        // At most one byte over the limit is sent, whatever is stored: a huge value costs a
+        // reader the limit, not its size. An absent key reads as empty.
+        let got: Result<Vec<u8>> = self
+            .request(
+                redis::cmd("GETRANGE")
+                    .arg(self.keys.key(id))
+                    .arg(0)
+                    .arg(self.max_value_bytes),
+            )
+            .await;
         let bytes = match got {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -221,7 +230,8 @@ impl RedisCache {
                 });
             }
         };
-        let bytes = bytes.filter(|b| b.as_slice() != codec::TOMBSTONE);
+        add(&self.counters.value_bytes, bytes.len() as u64);
+        let bytes = Some(bytes).filter(|b| !b.is_empty() && b.as_slice() != codec::TOMBSTONE);
         match bytes.map(|b| self.memo.decode(id, &b, self.max_value_bytes)) {
             None => {
                 add(&self.counters.misses, 1);
@@ -260,6 +270,8 @@ impl RedisCache {
                 return Err(e);
             }
         };
+        let received: usize = values.iter().flatten().map(Vec::len).sum();
+        add(&self.counters.value_bytes, received as u64);
         let mut hits = 0;
         for (id, value) in ids.iter().zip(values) {
             let Some(bytes) = value.filter(|b| b.as_slice() != codec::TOMBSTONE) else {

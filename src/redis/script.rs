@@ -81,8 +81,15 @@ end
 local current = redis.pcall('GET', KEYS[1])
 if type(current) == 'string' then
   local ok, stored = pcall(cjson.decode, current)
-  if ok and type(stored) == 'table' and stored['id'] == ARGV[4] then
-    local version = as_u64(version_token(current))
+  if ok and type(stored) == 'table' and stored['id'] == ARGV[4]
+      and type(stored['version']) == 'number' then
+    -- Fast path: the first `"version":` member, when it agrees with what cjson decoded (it is
+    -- the top-level one for this crate's encoding); the scanner otherwise.
+    local _, _, token = string.find(current, '"version"%s*:%s*(%d+)[%s,}]')
+    if not token or tonumber(token) ~= stored['version'] then
+      token = version_token(current)
+    end
+    local version = as_u64(token)
     if version and (#version > #ARGV[2] or (#version == #ARGV[2] and version > ARGV[2])) then
       return 0
     end

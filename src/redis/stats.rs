@@ -31,6 +31,8 @@ pub struct RedisStats {
     pub keys_removed: u64,
     /// Times the connection was replaced after it stopped answering (consecutive timeouts).
     pub reconnects: u64,
+    /// Bytes of stored values received (what reads cost in memory).
+    pub value_bytes: u64,
 }
 
 #[derive(Default)]
@@ -45,6 +47,7 @@ pub(crate) struct Counters {
     pub(crate) stale_writes_refused: AtomicU64,
     pub(crate) keys_removed: AtomicU64,
     pub(crate) reconnects: AtomicU64,
+    pub(crate) value_bytes: AtomicU64,
 }
 
 /// Adds `n` to one counter.
@@ -68,6 +71,7 @@ impl Counters {
             stale_writes_refused: get(&self.stale_writes_refused),
             keys_removed: get(&self.keys_removed),
             reconnects: get(&self.reconnects),
+            value_bytes: get(&self.value_bytes),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::RedisCache;
 use crate::cache::CachedFlag;
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::flag::{FlagDefinition, FlagId};
 use crate::tiered::{FlagStore, SetManyOutcome, Subscription, store::NextNotice};
 use futures_util::StreamExt;
@@ -14,7 +14,18 @@ use std::time::Duration;
 
 impl FlagStore for RedisCache {
     async fn get_many(&self, ids: &[FlagId]) -> Result<HashMap<FlagId, CachedFlag>> {
-        self.try_get_many(ids).await
+        match ids {
+            // A single read is bounded by the size limit (`GETRANGE`); a corrupt value is left
+            // out, as `MGET` leaves it out of a batch.
+            [id] => match self.try_get(id).await {
+                Ok(found) => Ok(found
+                    .map(|f| HashMap::from([(id.clone(), f)]))
+                    .unwrap_or_default()),
+                Err(e) if e.kind() == ErrorKind::Corrupt => Ok(HashMap::new()),
+                Err(e) => Err(e),
+            },
+            _ => self.try_get_many(ids).await,
+        }
     }
 
     async fn set_many(
