@@ -4,18 +4,13 @@
 
 #[path = "support/sources.rs"]
 mod sources;
+#[path = "support/wait.rs"]
+mod wait;
 
 use flagcache::{FlagCache, FlagId, FlagStore, MemoryStore, TieredCache};
 use sources::{Db, Gated, def};
-use std::time::{Duration, Instant};
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
+use std::time::Duration;
+use wait::wait_for;
 
 fn instance(l2: &MemoryStore, source: impl flagcache::FlagSource) -> TieredCache {
     TieredCache::builder()

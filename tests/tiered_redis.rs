@@ -11,12 +11,15 @@ mod proxy;
 mod redis_server;
 #[path = "support/sources.rs"]
 mod sources;
+#[path = "support/wait.rs"]
+mod wait;
 
 use flagcache::{FlagCache, FlagId, RedisCache, TieredCache};
 use proxy::Proxy;
 use redis_server::{RedisServer, Reply};
 use sources::{Db, def};
 use std::time::{Duration, Instant};
+use wait::wait_for;
 
 fn l2(server: &RedisServer, prefix: &str) -> RedisCache {
     RedisCache::builder(&server.url())
@@ -158,18 +161,6 @@ fn instance(server: &RedisServer, db: &Db) -> TieredCache {
         .l1_ttl(Duration::from_secs(600))
         .build()
         .unwrap()
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    started.elapsed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
