@@ -42,6 +42,19 @@ async fn builders_and_caches_do_not_show_the_password() {
 }
 
 #[tokio::test]
+async fn unix_socket_urls_do_not_show_the_password() {
+    for url in [
+        format!("redis+unix:///tmp/redis.sock?pass={SECRET}"),
+        format!("unix:///tmp/redis.sock?user=u&pass={SECRET}&db=1"),
+    ] {
+        let builder = RedisCache::builder(&url).prefix("p");
+        assert_clean("RedisCacheBuilder", &format!("{builder:?}"));
+        let cache = builder.build().unwrap();
+        assert_clean("RedisCache", &format!("{cache:?}"));
+    }
+}
+
+#[tokio::test]
 async fn configuration_errors_do_not_show_the_password() {
     for url in [
         format!("redis://:{SECRET}@127.0.0.1:notaport"),

@@ -757,9 +757,17 @@ async fn a_single_read_receives_at_most_the_size_limit_of_a_huge_value() {
         received <= 64 * 1024 + 1,
         "received {received} bytes of a 4 MiB value"
     );
-    // Absent and empty keys are both nothing to read.
+    // Absent and empty keys are both nothing to read, alone or in a batch.
     assert!(l2.try_get(&FlagId::new("absent")).await.unwrap().is_none());
     assert!(l2.try_get(&FlagId::new("empty")).await.unwrap().is_none());
+    let before = l2.redis_stats().decode_errors;
+    let batch = [FlagId::new("empty"), FlagId::new("absent")];
+    assert!(l2.try_get_many(&batch).await.unwrap().is_empty());
+    assert_eq!(
+        l2.redis_stats().decode_errors,
+        before,
+        "an empty value is not corrupt"
+    );
     // A value within the limit reads whole.
     l2.try_set(&FlagId::new("ok"), &def("ok", 1), None)
         .await

@@ -58,18 +58,36 @@ impl std::fmt::Debug for RedisCacheBuilder {
     }
 }
 
-/// `url` with the password of its user information (`scheme://user:password@host`) replaced by
-/// `***`, for anything that may be printed.
+/// `url` with its password replaced by `***`, for anything that may be printed: the one in
+/// the user information (`scheme://user:password@host`) and a `pass=` query parameter (how a
+/// Unix socket URL carries it).
 pub(crate) fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    match rest.rsplit_once('@') {
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, Some(query)),
+        None => (rest, None),
+    };
+    let rest = match rest.rsplit_once('@') {
         Some((user_info, host)) => match user_info.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_owned(),
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => rest.to_owned(),
         },
-        None => url.to_owned(),
+        None => rest.to_owned(),
+    };
+    match query {
+        None => format!("{scheme}://{rest}"),
+        Some(query) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key @ ("pass" | "password"), _)) => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{scheme}://{rest}?{}", query.join("&"))
+        }
     }
 }
 
@@ -253,5 +271,13 @@ mod tests {
         assert_eq!(redacted("redis://u@h"), "redis://u@h");
         assert_eq!(redacted("redis://h:6379"), "redis://h:6379");
         assert_eq!(redacted("not a url"), "not a url");
+        assert_eq!(
+            redacted("unix:///s.sock?user=u&pass=pw&db=1"),
+            "unix:///s.sock?user=u&pass=***&db=1"
+        );
+        assert_eq!(
+            redacted("redis+unix:///s.sock?pass=pw"),
+            "redis+unix:///s.sock?pass=***"
+        );
     }
 }

@@ -274,7 +274,9 @@ impl RedisCache {
         add(&self.counters.value_bytes, received as u64);
         let mut hits = 0;
         for (id, value) in ids.iter().zip(values) {
-            let Some(bytes) = value.filter(|b| b.as_slice() != codec::TOMBSTONE) else {
+            // Empty, as for a single read: nothing to read, not a corrupt value.
+            let readable = |b: &Vec<u8>| !b.is_empty() && b.as_slice() != codec::TOMBSTONE;
+            let Some(bytes) = value.filter(readable) else {
                 continue;
             };
             match self.memo.decode(id, &bytes, self.max_value_bytes) {
