@@ -251,6 +251,12 @@ mod map {
             self.inner.len()
         }
 
+        /// Removes every entry (entries inserted concurrently may survive).
+        pub(crate) fn clear(&self) {
+            let guard = self.inner.guard();
+            self.inner.clear(&guard);
+        }
+
         /// Visits every entry (weakly consistent under concurrent writes).
         pub(crate) fn for_each(&self, mut f: impl FnMut(&FlagId, &V)) {
             let guard = self.inner.guard();
@@ -347,6 +353,10 @@ mod map {
 
         pub(crate) fn len(&self) -> usize {
             self.read_lock().len()
+        }
+
+        pub(crate) fn clear(&self) {
+            self.write_lock().clear();
         }
 
         pub(crate) fn for_each(&self, mut f: impl FnMut(&FlagId, &V)) {

@@ -93,11 +93,7 @@ impl Deadlines {
 
     /// Drops every deadline.
     pub(crate) fn clear_all(&self) {
-        let mut ids = Vec::new();
-        self.map.for_each(|id, _| ids.push(id.clone()));
-        for id in &ids {
-            self.clear(id.as_str());
-        }
+        self.map.clear();
     }
 
     #[cfg(all(test, not(flagcache_loom)))]

@@ -84,11 +84,7 @@ impl<T: Clone + Send + Sync> Flights<T> {
 
     /// [`detach`](Self::detach) for every flight up.
     pub(crate) fn detach_all(&self) {
-        let mut ids = Vec::new();
-        self.map.for_each(|id, _| ids.push(id.clone()));
-        for id in &ids {
-            self.detach(id.as_str());
-        }
+        self.map.clear();
     }
 
     /// Flights in the air now.

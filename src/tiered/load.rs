@@ -10,6 +10,7 @@
 //! invalidate's tombstone). See `docs/architecture.md`.
 
 use super::Inner;
+use super::deadlines::Deadlines;
 use super::readthrough::Landing;
 use super::stats::add;
 use crate::cache::CachedFlag;
@@ -18,6 +19,7 @@ use crate::flag::{FlagDefinition, FlagId};
 use crate::local::{FillOutcome, FillTicket};
 use crate::sync::Arc;
 use crate::time::duration_to_ticks;
+use std::time::Duration;
 
 impl Inner {
     /// Loads one flag through L2 and L3 (the leader of its flight).
@@ -141,14 +143,7 @@ impl Inner {
     /// notice for it came since the load began (its ticket): then the absence is stale news.
     fn mark_absent(&self, id: &FlagId, ticket: &FillTicket) -> Landing {
         if !self.policy.negative_ttl.is_zero() {
-            let now = self.now();
-            let until = now.saturating_add(duration_to_ticks(self.policy.negative_ttl));
-            self.reads.absent.set(id, until, now);
-            // Set, then checked: a write that advanced the fence after the check forgets the
-            // deadline itself (writes forget after they fence).
-            if !self.l1.ticket_is_current(ticket) {
-                self.reads.absent.clear(id.as_str());
-            }
+            self.remember(&self.reads.absent, id, self.policy.negative_ttl, ticket);
         }
         Landing::Absent
     }
@@ -156,13 +151,19 @@ impl Inner {
     /// The backends failed for `id`: do not ask them again for `retry_after` (unless a write
     /// came since the load began), and serve the last known definition if it is recent enough.
     pub(crate) fn fail(&self, id: &FlagId, ticket: &FillTicket) -> Landing {
-        let now = self.now();
-        let until = now.saturating_add(duration_to_ticks(self.policy.retry_after));
-        self.reads.cooldown.set(id, until, now);
-        if !self.l1.ticket_is_current(ticket) {
-            self.reads.cooldown.clear(id.as_str());
-        }
+        self.remember(&self.reads.cooldown, id, self.policy.retry_after, ticket);
         self.stale(id.as_str())
             .map_or(Landing::Failed, Landing::Stale)
+    }
+
+    /// Records in `deadlines` what a load learned of `id`, for `ttl`, unless the load's ticket
+    /// is no longer current. Set, then checked: a write that moved the fence after the check
+    /// forgets the deadline itself (writes forget after they fence).
+    fn remember(&self, deadlines: &Deadlines, id: &FlagId, ttl: Duration, ticket: &FillTicket) {
+        let now = self.now();
+        deadlines.set(id, now.saturating_add(duration_to_ticks(ttl)), now);
+        if !self.l1.ticket_is_current(ticket) {
+            deadlines.clear(id.as_str());
+        }
     }
 }

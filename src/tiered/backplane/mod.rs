@@ -95,18 +95,17 @@ impl Inner {
         add(&self.counters.notices_received, 1);
         match notice.action {
             Action::Clear => self.clear_l1(),
-            Action::Invalidate => {
+            Action::Invalidate | Action::Set => {
                 for (i, id) in notice.ids.iter().enumerate() {
-                    self.drop_l1(id);
-                    self.detach(id);
-                    if (i + 1) % IDS_PER_STEP == 0 {
-                        tokio::task::yield_now().await;
+                    match (notice.action, notice.versions.get(i)) {
+                        (Action::Set, Some(&version)) => self.apply_set(id, version),
+                        // A set notice with fewer versions than ids: the rest is malformed.
+                        (Action::Set, None) => break,
+                        _ => {
+                            self.drop_l1(id);
+                            self.detach(id);
+                        }
                     }
-                }
-            }
-            Action::Set => {
-                for (i, (id, &version)) in notice.ids.iter().zip(&notice.versions).enumerate() {
-                    self.apply_set(id, version);
                     if (i + 1) % IDS_PER_STEP == 0 {
                         tokio::task::yield_now().await;
                     }
