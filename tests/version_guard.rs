@@ -1,17 +1,20 @@
 //! The Redis version guard and the reader agree: the guard honours a stored version only where
 //! the reader would accept the stored value (a valid definition of this id, its version an
-//! integer in `u64` range), and compares versions exactly over the whole `u64` range. Anything
-//! the reader calls corrupt is overwritten, so no key is stuck refusing writes that no read can
-//! see. A property test holds the two to the same acceptance on a real `redis-server`.
+//! integer in `u64` range) or a newer build might (a definition this build cannot decode whose
+//! id and version it can read), and compares versions exactly over the whole `u64` range.
+//! Anything else is overwritten, so no key is stuck refusing writes that no read can see. A property test holds the two to the same acceptance on a real `redis-server`.
 
 #![cfg(feature = "redis")]
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
-use flagcache::{ErrorKind, FlagDefinition, FlagId, RedisCache};
+use flagcache::{
+    Clause, ErrorKind, FlagDefinition, FlagId, FlagValue, Operator, RedisCache, Serve,
+    TargetingRule,
+};
 use proptest::prelude::*;
-use redis_server::RedisServer;
+use redis_server::{RedisServer, Reply};
 use std::time::Duration;
 
 fn def(id: &str, version: u64) -> FlagDefinition {
@@ -116,6 +119,99 @@ async fn versions_compare_exactly_over_the_whole_u64_range() {
     l2.try_set(&id, &def("f", u64::MAX), None).await.unwrap();
 }
 
+/// The guard reads the stored version as the reader does, even where the JSON spells it in a
+/// way only a full decoder sees through.
+#[tokio::test]
+async fn a_stored_version_guards_the_key_however_the_json_spells_it() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let l2 = cache(&server, "vs");
+    let id = FlagId::new("f");
+    // The member's name with an escape: `"vers\u0069on"` is `"version"` to every decoder.
+    let escaped = stored_json("f", "10").replacen("\"version\"", "\"vers\\u0069on\"", 1);
+    assert_eq!(
+        RedisCache::decode_value(&id, escaped.as_bytes(), 1 << 20)
+            .unwrap()
+            .version,
+        10
+    );
+    server.command(&["SET", "vs:flag:f", &escaped]);
+    let e = l2.try_set(&id, &def("f", 5), None).await.unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::StaleVersion,
+        "an escaped name hid version 10"
+    );
+    assert_eq!(
+        l2.try_get(&id).await.unwrap().unwrap().definition.version,
+        10
+    );
+
+    // A nested `"version"` member before the definition's own, equal to it as a double but not
+    // exactly (above 2^53).
+    let own = (1u64 << 60) + 1;
+    let nested = FlagDefinition::new_json("f", "A flag", serde_json::json!({ "version": own - 1 }))
+        .unwrap()
+        .with_version(own);
+    server.command(&[
+        "SET",
+        "vs:flag:f",
+        &String::from_utf8(nested.to_json()).unwrap(),
+    ]);
+    let e = l2.try_set(&id, &def("f", own - 1), None).await.unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::StaleVersion,
+        "the nested member was taken for the version"
+    );
+    assert_eq!(
+        l2.try_get(&id).await.unwrap().unwrap().definition.version,
+        own
+    );
+}
+
+/// A definition this build cannot decode but whose id and version it can read (a newer build's
+/// rule operator, say) keeps its version: an older write does not replace it.
+#[tokio::test]
+async fn a_newer_builds_definition_keeps_its_version() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let l2 = cache(&server, "vn");
+    let id = FlagId::new("f");
+    let newer = newer_schema("f", 10);
+    assert!(RedisCache::decode_value(&id, newer.as_bytes(), 1 << 20).is_err());
+    server.command(&["SET", "vn:flag:f", &newer]);
+    let e = l2.try_set(&id, &def("f", 5), None).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StaleVersion);
+    let outcome = l2
+        .try_set_many(&[(id.clone(), def("f", 6))], None)
+        .await
+        .unwrap();
+    assert_eq!((outcome.stored, outcome.refused), (0, vec![id.clone()]));
+    assert!(
+        matches!(server.command(&["GET", "vn:flag:f"]), Reply::Bulk(Some(b)) if b == newer.as_bytes()),
+        "the newer definition was replaced"
+    );
+    // A higher version replaces it as usual.
+    l2.try_set(&id, &def("f", 11), None).await.unwrap();
+    assert_eq!(
+        l2.try_get(&id).await.unwrap().unwrap().definition.version,
+        11
+    );
+}
+
+/// A definition of `id` at `version` with a rule operator this build does not know.
+fn newer_schema(id: &str, version: u64) -> String {
+    let rule = TargetingRule::new("r", Serve::Value(FlagValue::Boolean(false)))
+        .with_clause(Clause::new("plan", Operator::In, ["pro"]));
+    let json = String::from_utf8(def(id, version).with_rule(rule).to_json()).unwrap();
+    let newer = json.replacen("\"op\":\"in\"", "\"op\":\"matches_cel\"", 1);
+    assert_ne!(json, newer, "the encoder writes \"op\":\"in\"");
+    newer
+}
+
 /// How a stored version is written.
 #[derive(Debug, Clone)]
 enum Stored {
@@ -127,6 +223,8 @@ enum Stored {
     OtherId(u64),
     /// A definition of this id with an empty name at this version.
     Nameless(u64),
+    /// A newer build's definition of this id at this version (see [`newer_schema`]).
+    Newer(u64),
 }
 
 fn stored_strategy() -> impl Strategy<Value = Stored> {
@@ -134,7 +232,8 @@ fn stored_strategy() -> impl Strategy<Value = Stored> {
     prop_oneof![
         version.clone().prop_map(Stored::Valid),
         version.clone().prop_map(Stored::OtherId),
-        version.prop_map(Stored::Nameless),
+        version.clone().prop_map(Stored::Nameless),
+        version.prop_map(Stored::Newer),
         prop_oneof![
             Just("1e300".to_owned()),
             Just("\"5\"".to_owned()),
@@ -173,13 +272,18 @@ proptest! {
                     d.name.clear();
                     String::from_utf8(d.to_json()).unwrap()
                 }
+                Stored::Newer(v) => newer_schema("f", *v),
             };
             server.command(&["SET", "prop:flag:f", &text]);
-            // What the reader makes of the stored value.
-            let readable = RedisCache::decode_value(&id, text.as_bytes(), 1 << 20).ok();
+            // The stored version the reader would honour: a definition it accepts, or a newer
+            // build's.
+            let honoured = match &stored {
+                Stored::Newer(v) => Some(*v),
+                _ => RedisCache::decode_value(&id, text.as_bytes(), 1 << 20).ok().map(|d| d.version),
+            };
             let written = l2.try_set(&id, &def("f", new_version), None).await;
-            match readable {
-                Some(current) if current.version > new_version => {
+            match honoured {
+                Some(current) if current > new_version => {
                     prop_assert_eq!(written.unwrap_err().kind(), ErrorKind::StaleVersion);
                 }
                 _ => {

@@ -50,6 +50,26 @@ pub(crate) fn decode(id: &FlagId, bytes: &[u8], max_len: usize) -> Result<FlagDe
     Ok(def)
 }
 
+/// Whether a stored value the version guard refused to replace keeps its key: a valid
+/// definition of `id` does, and so does one this build cannot decode whose `id` and `version`
+/// it can read, since a newer build may have written it (a rule operator added since, say);
+/// replacing it with a lower version would take every reader back. A value this build can
+/// decode and finds invalid, or whose id or version it cannot read, is replaced. The size limit
+/// plays no part: another instance may allow more.
+pub(crate) fn holds_its_version(id: &FlagId, bytes: &[u8]) -> bool {
+    /// What any build's definition has in common.
+    #[derive(serde::Deserialize)]
+    struct Head {
+        id: FlagId,
+        #[expect(dead_code, reason = "read only to check that it is a u64")]
+        version: u64,
+    }
+    match serde_json::from_slice::<FlagDefinition>(bytes) {
+        Ok(def) => def.id == *id && def.validate().is_ok(),
+        Err(_) => serde_json::from_slice::<Head>(bytes).is_ok_and(|head| head.id == *id),
+    }
+}
+
 fn corrupt(id: &FlagId, why: String) -> Error {
     Error::new(
         ErrorKind::Corrupt,

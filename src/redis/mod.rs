@@ -537,10 +537,10 @@ impl RedisCache {
         }
     }
 
-    /// After the guard refused `write`: reads the stored value, and if the reader would call it
-    /// corrupt (what the guard cannot check, such as an empty name), replaces it, as long as it
-    /// is still the bytes read. True when the write is stored in the end; false for a real
-    /// refusal (a valid, higher version is stored).
+    /// After the guard refused `write`: reads the stored value, and unless it holds its version
+    /// ([`codec::holds_its_version`]: what the guard cannot check, such as an empty name, does
+    /// not), replaces it, as long as it is still the bytes read. True when the write is stored
+    /// in the end; false for a real refusal (a higher version is stored).
     async fn replace_if_corrupt(&self, write: &Write) -> Result<bool> {
         for _ in 0..2 {
             let seen: Option<Vec<u8>> = self.request(redis::cmd("GET").arg(&write.key)).await?;
@@ -548,7 +548,7 @@ impl RedisCache {
                 // Gone since the guard looked: try the guarded write again.
                 None => self.eval(|with_body| write.command(with_body)).await? == 1,
                 Some(seen) => {
-                    if codec::decode(&write.id, &seen, self.max_value_bytes).is_ok() {
+                    if codec::holds_its_version(&write.id, &seen) {
                         return Ok(false);
                     }
                     let replace = |with_body| {

@@ -4,10 +4,11 @@
 //! The guard honours a stored version only where the reader would accept the stored value as
 //! far as the script can tell: JSON that decodes to an object whose `id` is the flag's and whose
 //! `version` is an integer in `u64` range, written as such (not `1e300`, `"5"` or 2^64). Versions
-//! are compared exactly as decimal strings (length, then bytes), not as Lua's doubles. What the
-//! script cannot check (the rest of the definition's validation) the client settles after a
-//! refusal: it reads the stored value, and overwrites it only if the reader calls it corrupt
-//! and it is still the same bytes ([`REPLACE_IF_UNCHANGED`]).
+//! are compared exactly as decimal strings (length, then bytes), not as Lua's doubles; a member
+//! name spelled with escapes is read as the name it spells. What the script cannot check (the
+//! rest of the definition's validation) the client settles after a refusal: it reads the stored
+//! value, and overwrites it, if it is still the same bytes ([`REPLACE_IF_UNCHANGED`]), unless
+//! it holds its version (a valid definition, or a newer build's: `codec::holds_its_version`).
 //!
 //! The scripts are sent by SHA (`EVALSHA`); a server that does not know one (first use, or after
 //! a restart emptied its script cache) answers `NOSCRIPT`, and the call is sent once more with
@@ -60,6 +61,12 @@ local function version_token(s)
     local key_end = after_string(i)
     if not key_end then return nil end
     local key = string.sub(s, i + 1, key_end - 2)
+    if string.find(key, '\\', 1, true) then
+      -- An escaped name (`"vers\u0069on"`) is the name it spells, to cjson as to serde.
+      local ok, decoded = pcall(cjson.decode, string.sub(s, i, key_end - 1))
+      if not ok then return nil end
+      key = decoded
+    end
     i = string.find(s, '[^ \t\r\n]', key_end)
     if not i or string.byte(s, i) ~= 58 then return nil end
     i = string.find(s, '[^ \t\r\n]', i + 1)
@@ -83,10 +90,12 @@ if type(current) == 'string' then
   local ok, stored = pcall(cjson.decode, current)
   if ok and type(stored) == 'table' and stored['id'] == ARGV[4]
       and type(stored['version']) == 'number' then
-    -- Fast path: the first `"version":` member, when it agrees with what cjson decoded (it is
-    -- the top-level one for this crate's encoding); the scanner otherwise.
+    -- Fast path: the first `"version":` member, when it agrees exactly with what cjson decoded
+    -- (it is the top-level one for this crate's encoding). Up to 15 digits a double holds the
+    -- number exactly, so equal doubles are equal versions; longer tokens, and anything else,
+    -- go to the scanner.
     local _, _, token = string.find(current, '"version"%s*:%s*(%d+)[%s,}]')
-    if not token or tonumber(token) ~= stored['version'] then
+    if not token or #token > 15 or tonumber(token) ~= stored['version'] then
       token = version_token(current)
     end
     local version = as_u64(token)
