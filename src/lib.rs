@@ -151,6 +151,26 @@ pub mod __internals {
         }
     }
 
+    /// A system clock's coarse mode held by one driver (a running cleanup task), for the loom
+    /// model of drivers coming and going (`loom-tests/tests/clock_drivers.rs`).
+    pub struct ClockDriver(#[allow(dead_code)] crate::time::ClockDriver);
+
+    /// Drives `clock`, as a cleanup task does while it runs.
+    pub fn drive(clock: &crate::Clock) -> ClockDriver {
+        ClockDriver(clock.drive(std::time::Duration::from_millis(5)))
+    }
+
+    /// One refresh, as the clock thread gives.
+    pub fn tick(clock: &crate::Clock) {
+        clock.tick();
+    }
+
+    /// True while readers of `clock` read its coarse tick; false while they read the system
+    /// clock (no driver).
+    pub fn is_coarse(clock: &crate::Clock) -> bool {
+        clock.is_coarse()
+    }
+
     /// The tiered cache's single-flight table, landing `u64`s, for the loom model of joining,
     /// landing and abandoning (`loom-tests/tests/single_flight.rs`).
     pub struct SingleFlight(crate::sync::Arc<crate::tiered::flight::Flights<u64>>);

@@ -5,9 +5,11 @@
 //! it. Driven from the cleanup task alone, a busy `current_thread` runtime that never ran the
 //! task let an entry with a 100 ms TTL be served a second later. An OS thread is scheduled by
 //! the kernel, not by the runtime, so the bound holds with no cost on the hit path. The thread
-//! starts with the first driven clock and ends when none is left.
+//! starts with the first driven clock and ends when none is left; a clock registered while it
+//! sleeps wakes it, so a fine clock never waits out the sleep of a coarse one.
 
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use crate::time::MIN_RESOLUTION;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 /// A clock the ticker keeps fresh.
@@ -33,6 +35,9 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     running: false,
 });
 
+/// Wakes the thread when a clock is registered.
+static REGISTERED: Condvar = Condvar::new();
+
 fn registry() -> MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -46,6 +51,8 @@ pub(crate) fn register(clock: &Arc<dyn Tick>) -> bool {
         reg.clocks.push(weak);
     }
     if reg.running {
+        // It may be asleep for a coarser clock: it recomputes its period now.
+        REGISTERED.notify_one();
         return true;
     }
     let started = std::thread::Builder::new()
@@ -59,26 +66,26 @@ pub(crate) fn register(clock: &Arc<dyn Tick>) -> bool {
 }
 
 fn run() {
+    let mut reg = registry();
     loop {
-        let period = {
-            let mut reg = registry();
-            reg.clocks
-                .retain(|c| c.upgrade().is_some_and(|clock| clock.tick()));
-            let period = reg
-                .clocks
-                .iter()
-                .filter_map(Weak::upgrade)
-                .map(|clock| clock.resolution())
-                .min();
-            match period {
-                Some(period) => period.min(MAX_PERIOD),
-                None => {
-                    // Nothing left to drive: the next `register` starts a new thread.
-                    reg.running = false;
-                    return;
-                }
-            }
+        reg.clocks
+            .retain(|c| c.upgrade().is_some_and(|clock| clock.tick()));
+        let period = reg
+            .clocks
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|clock| clock.resolution())
+            .min();
+        let Some(period) = period else {
+            // Nothing left to drive: the next `register` starts a new thread.
+            reg.running = false;
+            return;
         };
-        std::thread::sleep(period);
+        // Woken early by a registration (or spuriously), the loop ticks every clock once more
+        // and sleeps for the new finest period: an extra tick is harmless.
+        reg = REGISTERED
+            .wait_timeout(reg, period.clamp(MIN_RESOLUTION, MAX_PERIOD))
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
     }
 }

@@ -5,11 +5,15 @@
 //! the coarse tick fresh (see `LocalCache::start_cleanup_task`). With no task running it falls
 //! back to `Instant::now()`, which on Linux is a vDSO read, not a system call.
 
-use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering, lock};
 use std::time::{Duration, Instant};
 
 /// Nanoseconds since a clock's start. `Ticks::MAX` means "never".
 pub(crate) type Ticks = u64;
+
+/// The finest clock resolution a cache accepts: finer would keep the clock thread (and the
+/// cleanup task) spinning.
+pub(crate) const MIN_RESOLUTION: Duration = Duration::from_millis(1);
 
 /// The tick value that means "never expires".
 pub(crate) const NEVER: Ticks = Ticks::MAX;
@@ -44,6 +48,11 @@ struct CoarseClock {
     drivers: AtomicUsize,
     /// How often the clock thread refreshes `coarse` while it is driven (nanoseconds).
     resolution_ns: AtomicU64,
+    /// Held while a driver starts or stops, so "the last driver stopped: 0" and "a driver
+    /// started: a tick" cannot interleave into a driven clock at 0 (readers would read the
+    /// system clock for good) or 0 overwritten by a start that came first. Rare: a cleanup task
+    /// starting or ending.
+    transitions: Mutex<()>,
 }
 
 impl CoarseClock {
@@ -89,6 +98,7 @@ impl Clock {
                 drivers: AtomicUsize::new(0),
                 // Until a driver asks for one.
                 resolution_ns: AtomicU64::new(u64::MAX),
+                transitions: Mutex::new(()),
             })),
         }
     }
@@ -127,9 +137,12 @@ impl Clock {
         if let ClockInner::System(c) = &self.inner {
             c.resolution_ns
                 .fetch_min(duration_to_ticks(resolution).max(1), Ordering::Relaxed);
-            c.coarse
-                .fetch_max(elapsed_ticks(c.start).max(1), Ordering::Relaxed);
-            c.drivers.fetch_add(1, Ordering::Relaxed);
+            {
+                let _transition = lock(&c.transitions);
+                c.drivers.fetch_add(1, Ordering::Relaxed);
+                c.coarse
+                    .fetch_max(elapsed_ticks(c.start).max(1), Ordering::Relaxed);
+            }
             #[cfg(not(flagcache_loom))]
             {
                 let clock: Arc<dyn crate::ticker::Tick> = c.clone();
@@ -139,6 +152,12 @@ impl Clock {
         ClockDriver {
             clock: self.clone(),
         }
+    }
+
+    /// True while readers read the coarse tick (a system clock with a driver).
+    #[cfg(any(fuzzing, flagcache_loom))]
+    pub(crate) fn is_coarse(&self) -> bool {
+        matches!(&self.inner, ClockInner::System(c) if c.coarse.load(Ordering::Relaxed) != 0)
     }
 
     /// The `Instant` a tick value stands for; `None` for [`NEVER`] (or past what `Instant`
@@ -171,9 +190,9 @@ pub(crate) struct ClockDriver {
 impl Drop for ClockDriver {
     fn drop(&mut self) {
         if let ClockInner::System(c) = &self.clock.inner {
+            let _transition = lock(&c.transitions);
             if c.drivers.fetch_sub(1, Ordering::Relaxed) == 1 {
-                // The last driver: hand readers back to the system clock. (A driver starting
-                // meanwhile restores the tick at its next `tick`.)
+                // The last driver: hand readers back to the system clock.
                 c.coarse.store(0, Ordering::Relaxed);
             }
         }

@@ -618,11 +618,22 @@ fn bad_configuration_fails_at_build() {
         .build()
         .unwrap_err();
     assert!(huge.is_config());
-    let res = LocalCache::builder()
-        .clock_resolution(Duration::ZERO)
+    // Below a millisecond the clock thread would spin (and the cleanup task with it).
+    for resolution in [
+        Duration::ZERO,
+        Duration::from_nanos(1),
+        Duration::from_micros(999),
+    ] {
+        let res = LocalCache::builder()
+            .clock_resolution(resolution)
+            .build()
+            .unwrap_err();
+        assert!(res.is_config(), "{resolution:?}: {res}");
+    }
+    LocalCache::builder()
+        .clock_resolution(Duration::from_millis(1))
         .build()
-        .unwrap_err();
-    assert!(res.is_config());
+        .unwrap();
 }
 
 #[test]

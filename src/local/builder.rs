@@ -64,8 +64,8 @@ impl LocalCacheBuilder {
         self
     }
 
-    /// How often the cleanup task refreshes the coarse clock (more than zero). An entry may be
-    /// served up to this long past its TTL while the task runs.
+    /// How often the coarse clock is refreshed while the cleanup task runs (at least 1 ms; 5 ms
+    /// by default). An entry may be served up to this long past its TTL while the task runs.
     pub fn clock_resolution(mut self, resolution: Duration) -> Self {
         self.config.clock_resolution = resolution;
         self
@@ -75,7 +75,7 @@ impl LocalCacheBuilder {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) for a zero or too large
-    /// `max_size`, a zero `default_ttl` or a zero `clock_resolution`.
+    /// `max_size`, a zero `default_ttl` or a `clock_resolution` under 1 ms.
     pub fn build(self) -> Result<LocalCache> {
         let c = &self.config;
         if c.max_size == 0 {
@@ -91,10 +91,12 @@ impl LocalCacheBuilder {
         if c.default_ttl.is_zero() {
             return Err(Error::invalid_config("default_ttl must be more than zero"));
         }
-        if c.clock_resolution.is_zero() {
-            return Err(Error::invalid_config(
-                "clock_resolution must be more than zero",
-            ));
+        if c.clock_resolution < crate::time::MIN_RESOLUTION {
+            return Err(Error::invalid_config(format!(
+                "clock_resolution {:?} is below the minimum of {:?}",
+                c.clock_resolution,
+                crate::time::MIN_RESOLUTION
+            )));
         }
         Ok(LocalCache::from_parts(self.config))
     }
