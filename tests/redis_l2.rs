@@ -736,6 +736,48 @@ async fn a_connection_gone_silent_is_replaced_and_calls_succeed_again() {
     assert!(l2.redis_stats().reconnects >= 1);
 }
 
+/// A burst of requests in flight on a connection that goes silent times out together: the
+/// connection is replaced once, not once per few of the burst's timeouts (each replacement
+/// would strand the requests that followed on the fresh one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_timing_out_on_a_silent_connection_replaces_it_once() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let proxy = Proxy::start(([127, 0, 0, 1], server.port()).into());
+    let l2 = std::sync::Arc::new(
+        RedisCache::builder(&proxy.url())
+            .prefix("burst")
+            .response_timeout(TIMEOUT)
+            .build()
+            .unwrap(),
+    );
+    let id = FlagId::new("f");
+    l2.try_set(&id, &def("f", 1), None).await.unwrap();
+    let accepted = proxy.connections_accepted();
+    proxy.silence();
+    let burst: Vec<_> = (0..60)
+        .map(|_| {
+            let (l2, id) = (l2.clone(), id.clone());
+            tokio::spawn(async move { l2.try_get(&id).await })
+        })
+        .collect();
+    for call in burst {
+        let e = call.await.unwrap().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    }
+    assert!(
+        l2.try_get(&id).await.unwrap().is_some(),
+        "served on the new connection"
+    );
+    assert_eq!(l2.redis_stats().reconnects, 1, "{:?}", l2.redis_stats());
+    assert_eq!(
+        proxy.connections_accepted() - accepted,
+        1,
+        "one new connection"
+    );
+}
+
 #[tokio::test]
 async fn a_single_read_receives_at_most_the_size_limit_of_a_huge_value() {
     let Some(server) = RedisServer::start() else {

@@ -6,6 +6,10 @@
 //! the link is replaced by a new one, which connects on its next request; requests already
 //! sent on the old one finish or time out on their own. TCP keepalive and a user timeout (set by
 //! the builder) catch a dead peer the kernel can see.
+//!
+//! Each connection has a generation, and a request reports its outcome against the generation
+//! it was sent on: a burst that timed out together on a silent connection replaces it once,
+//! and its late timeouts say nothing of the new one.
 
 use crate::error::{Error, Result};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
@@ -17,9 +21,23 @@ pub(crate) const SILENT_LIMIT: u64 = 3;
 pub(crate) struct Link {
     client: redis::Client,
     config: ConnectionManagerConfig,
-    conn: Mutex<ConnectionManager>,
-    /// Requests that timed out since the last one answered.
-    silent: AtomicU64,
+    current: Mutex<Current>,
+    /// A copy of `current.silent` that lets an answered request skip the lock while nothing
+    /// timed out (the common case). Only a hint: decisions are made under the lock.
+    any_silent: AtomicU64,
+}
+
+struct Current {
+    conn: ConnectionManager,
+    generation: u64,
+    /// Requests on this connection that timed out since the last one answered.
+    silent: u64,
+}
+
+/// A connection handle and the generation it belongs to.
+pub(crate) struct Leased {
+    pub(crate) conn: ConnectionManager,
+    pub(crate) generation: u64,
 }
 
 impl Link {
@@ -29,14 +47,22 @@ impl Link {
         Ok(Self {
             client,
             config,
-            conn: Mutex::new(conn),
-            silent: AtomicU64::new(0),
+            current: Mutex::new(Current {
+                conn,
+                generation: 0,
+                silent: 0,
+            }),
+            any_silent: AtomicU64::new(0),
         })
     }
 
-    /// The connection to send a request on (a cheap handle).
-    pub(crate) fn connection(&self) -> ConnectionManager {
-        lock(&self.conn).clone()
+    /// The connection to send a request on (a cheap handle), with its generation.
+    pub(crate) fn lease(&self) -> Leased {
+        let current = lock(&self.current);
+        Leased {
+            conn: current.conn.clone(),
+            generation: current.generation,
+        }
     }
 
     /// The client, for the dedicated connections a subscription needs.
@@ -44,22 +70,37 @@ impl Link {
         &self.client
     }
 
-    /// A request was answered (even with an error): the connection is alive.
-    pub(crate) fn answered(&self) {
-        if self.silent.load(Ordering::Relaxed) != 0 {
-            self.silent.store(0, Ordering::Relaxed);
+    /// A request sent on `generation` was answered (even with an error): that connection is
+    /// alive.
+    pub(crate) fn answered(&self, generation: u64) {
+        if self.any_silent.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut current = lock(&self.current);
+        if current.generation == generation {
+            current.silent = 0;
+            self.any_silent.store(0, Ordering::Relaxed);
         }
     }
 
-    /// A request timed out; returns true when this made the connection be replaced.
-    pub(crate) fn timed_out(&self) -> bool {
-        if self.silent.fetch_add(1, Ordering::Relaxed) + 1 != SILENT_LIMIT {
+    /// A request sent on `generation` timed out; returns true when this made the connection be
+    /// replaced. Timeouts of a connection already replaced count for nothing.
+    pub(crate) fn timed_out(&self, generation: u64) -> bool {
+        let mut current = lock(&self.current);
+        if current.generation != generation {
+            return false;
+        }
+        current.silent += 1;
+        self.any_silent.store(current.silent, Ordering::Relaxed);
+        if current.silent < SILENT_LIMIT {
             return false;
         }
         match connect_lazily(&self.client, &self.config) {
             Ok(fresh) => {
-                *lock(&self.conn) = fresh;
-                self.silent.store(0, Ordering::Relaxed);
+                current.conn = fresh;
+                current.generation += 1;
+                current.silent = 0;
+                self.any_silent.store(0, Ordering::Relaxed);
                 true
             }
             Err(e) => {

@@ -24,8 +24,9 @@ use crate::flag::{FlagDefinition, FlagId};
 use crate::sync::{AtomicU64, Ordering};
 use crate::tiered::SetManyOutcome;
 use keys::Keys;
-use link::Link;
+use link::{Leased, Link};
 use memo::DecodeMemo;
+use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, Pipeline, Value};
 use stats::{Counters, add};
 use std::collections::HashMap;
@@ -401,7 +402,7 @@ impl RedisCache {
             return Ok(0);
         }
         let replies: Vec<Value> = self
-            .round_trip(pipe.query_async(&mut self.link.connection()))
+            .round_trip(async |conn| pipe.query_async(conn).await)
             .await?;
         let stored = replies.iter().filter(|r| matches!(r, Value::Okay)).count();
         add(&self.counters.writes, stored as u64);
@@ -419,7 +420,7 @@ impl RedisCache {
             set_command(&mut pipe, self.keys.key(id), codec::TOMBSTONE, ttl).ignore();
         }
         let () = self
-            .round_trip(pipe.query_async(&mut self.link.connection()))
+            .round_trip(async |conn| pipe.query_async(conn).await)
             .await?;
         add(&self.counters.keys_removed, ids.len() as u64);
         Ok(())
@@ -612,7 +613,7 @@ impl RedisCache {
             pipe.add_command(w.command(with_body));
         }
         let values: Vec<Value> = self
-            .round_trip(pipe.query_async(&mut self.link.connection()))
+            .round_trip(async |conn| pipe.query_async(conn).await)
             .await?;
         Ok(values
             .into_iter()
@@ -626,17 +627,22 @@ impl RedisCache {
 
     /// Sends one command and converts its reply.
     async fn request<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        self.round_trip(cmd.query_async(&mut self.link.connection()))
+        self.round_trip(async |conn| cmd.query_async(conn).await)
             .await
     }
 
-    /// Runs one request under the response timeout, counting it and its failure.
+    /// Runs one request, sent by `send` on the link's connection, under the response timeout,
+    /// counting it and its failure.
     async fn round_trip<T>(
         &self,
-        request: impl Future<Output = redis::RedisResult<T>>,
+        send: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
     ) -> Result<T> {
         add(&self.counters.round_trips, 1);
-        let result = match tokio::time::timeout(self.timeout, request).await {
+        let Leased {
+            mut conn,
+            generation,
+        } = self.link.lease();
+        let result = match tokio::time::timeout(self.timeout, send(&mut conn)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.classify(e)),
             Err(_) => Err(Error::new(
@@ -646,7 +652,7 @@ impl RedisCache {
         };
         match &result {
             Err(e) if e.kind() == ErrorKind::Timeout => {
-                if self.link.timed_out() {
+                if self.link.timed_out(generation) {
                     add(&self.counters.reconnects, 1);
                     tracing::warn!(
                         prefix = self.keys.prefix(),
@@ -654,7 +660,7 @@ impl RedisCache {
                     );
                 }
             }
-            _ => self.link.answered(),
+            _ => self.link.answered(generation),
         }
         match &result {
             Err(e) if e.is_transient() => {
