@@ -636,6 +636,32 @@ fn bad_configuration_fails_at_build() {
         .unwrap();
 }
 
+/// Every way into L1 refuses a definition the read path could not serve as valid: a warm-up's
+/// `replace_all` (keeping the current set) and a read-through fill, as `try_set` does.
+#[test]
+fn invalid_definitions_are_refused_on_every_way_in() {
+    let cache = cache(10);
+    cache
+        .try_set(&FlagId::new("kept"), flag("kept", 1), None)
+        .unwrap();
+    let mut nameless = flag("bad", 1);
+    nameless.name.clear();
+    let mut odd_id = flag("odd", 1);
+    odd_id.id = FlagId::new("odd*id");
+    for bad in [nameless, odd_id] {
+        let err = cache.replace_all([flag("a", 1), bad.clone()]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidFlag, "{err}");
+        assert!(cache.get_now("kept").is_some(), "the current set is kept");
+        assert!(cache.get_now("a").is_none(), "nothing of the new set");
+
+        let ticket = cache.begin_fill(bad.id.as_str());
+        let outcome = cache.complete_fill(&ticket, Arc::new(bad.clone()), None);
+        assert_eq!(outcome, FillOutcome::Invalid);
+        assert!(cache.get_now(bad.id.as_str()).is_none());
+    }
+    assert_eq!(cache.len(), 1);
+}
+
 #[test]
 fn writes_with_a_mismatched_id_or_zero_ttl_are_errors() {
     let cache = cache(10);

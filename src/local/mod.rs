@@ -78,6 +78,9 @@ pub enum FillOutcome {
     /// A write to the flag (or a snapshot swap) happened during the fill; it was dropped so it
     /// cannot resurrect an older definition.
     Overtaken,
+    /// The definition fails [`FlagDefinition::validate`](crate::FlagDefinition::validate);
+    /// nothing was cached.
+    Invalid,
 }
 
 /// A definition past its TTL but within the stale grace, for fail-safe serving.

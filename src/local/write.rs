@@ -152,12 +152,14 @@ impl LocalCache {
     /// version wins.
     ///
     /// # Errors
-    /// [`ErrorKind::CapacityExceeded`] when `defs` holds more distinct flags than the capacity;
-    /// the current set then stays as it was.
+    /// [`ErrorKind::InvalidFlag`] when a definition fails [`FlagDefinition::validate`];
+    /// [`ErrorKind::CapacityExceeded`] when `defs` holds more distinct flags than the capacity.
+    /// The current set then stays as it was.
     pub fn replace_all(&self, defs: impl IntoIterator<Item = FlagDefinition>) -> Result<()> {
         // Ordered, so a swap inserts in the same order every time (loom models need that).
         let mut latest: BTreeMap<FlagId, FlagDefinition> = BTreeMap::new();
         for def in defs {
+            def.validate()?;
             match latest.get(&def.id) {
                 Some(have) if have.version >= def.version => {}
                 _ => {
@@ -207,14 +209,18 @@ impl LocalCache {
         self.snapshots.active().number() == ticket.generation && self.fences.unchanged_since(ticket)
     }
 
-    /// Installs a definition fetched under `ticket`, unless a write to the flag or a snapshot
-    /// swap happened since the ticket, or the cache already holds a newer version.
+    /// Installs a definition fetched under `ticket`, unless it fails
+    /// [`FlagDefinition::validate`], a write to the flag or a snapshot swap happened since the
+    /// ticket, or the cache already holds a newer version.
     pub fn complete_fill(
         &self,
         ticket: &FillTicket,
         def: Arc<FlagDefinition>,
         ttl: Option<Duration>,
     ) -> FillOutcome {
+        if def.validate().is_err() {
+            return FillOutcome::Invalid;
+        }
         let a = self.snapshots.active();
         let buffer = self.snapshots.buffer(a);
         let written = match self.stamp(ttl, a) {
