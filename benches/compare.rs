@@ -3,8 +3,11 @@
 //! The same lookups, from pre-generated key sequences, over: flagcache `LocalCache` (owned
 //! `get_now` and borrowed `get_with`), `quick_cache::sync::Cache`, `moka::sync::Cache` (with a
 //! TTL, as a flag cache needs), a raw `papaya::HashMap` with the same foldhash hasher read through
-//! a guard pinned per lookup (the floor), and `RwLock<HashMap>`. 10 000 flag keys; uniform,
-//! Zipf(1.0) and single-hot-key reads; 1 and 2 threads; and a 90/10 read/write Zipf mix.
+//! a guard pinned per lookup (the floor: `papaya::HashMap<Arc<str>, _>` read with `pin().get`),
+//! and `RwLock<HashMap>`. 10 000 flag keys in two shapes (see [`Shape`]): realistic names
+//! looked up by separately allocated strings, and the short ids looked up by the stored key
+//! itself; uniform, Zipf(1.0) and single-hot-key reads from precomputed sequences of 2^20
+//! indexes; 1 and 2 threads; and a 90/10 read/write Zipf mix.
 //!
 //! Run: `cargo bench --bench compare` (add a filter such as `-- zipf` to run a part).
 
@@ -19,7 +22,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 const FLAGS: usize = 10_000;
-const SEQ_LEN: usize = 1 << 16;
+/// Key indexes per thread and workload, precomputed (4 MiB a sequence: larger than the caches
+/// under test, so the sequence itself does not sit in L1 cache).
+const SEQ_LEN: usize = 1 << 20;
 const TTL: Duration = Duration::from_secs(3_600);
 
 type Def = Arc<FlagDefinition>;
@@ -56,13 +61,13 @@ impl Keys {
     }
 
     /// `SEQ_LEN` key indexes for thread `t`.
-    fn sequence(self, t: u64) -> Vec<usize> {
+    fn sequence(self, t: u64) -> Vec<u32> {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t + 1).wrapping_mul(0xff51_afd7_ed55_8ccd));
         let zipf = zipf_cdf(FLAGS, 1.0);
         (0..SEQ_LEN)
             .map(|_| match self {
-                Keys::Uniform => (rng.next() % FLAGS as u64) as usize,
-                Keys::Zipf => zipf.partition_point(|&c| c < rng.unit()).min(FLAGS - 1),
+                Keys::Uniform => (rng.next() % FLAGS as u64) as u32,
+                Keys::Zipf => zipf.partition_point(|&c| c < rng.unit()).min(FLAGS - 1) as u32,
                 Keys::HotKey => 42,
             })
             .collect()
@@ -83,18 +88,46 @@ fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
         .collect()
 }
 
+/// How keys look and how a reader holds the name it looks up.
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    /// `team{n}.flag-{i}` (about 16 bytes), looked up by the very `FlagId` stored as the key:
+    /// the shape of the first tables, kept for comparison.
+    Short,
+    /// `flag.service-{n}.feature_{i:05}` (27 or 28 bytes, a realistic flag name), looked up by
+    /// separately allocated strings, as an evaluator holding a name from its own code or a
+    /// request does.
+    Realistic,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Short => "short_by_id",
+            Shape::Realistic => "realistic_by_str",
+        }
+    }
+}
+
 struct Fixture {
     ids: Vec<FlagId>,
+    /// What readers look up, per key: the stored id's own bytes (`Short`) or a copy of its own.
+    names: Vec<Box<str>>,
+    shape: Shape,
     defs: Vec<Def>,
     /// Runs each LocalCache's cleanup task, which keeps the coarse clock fresh, as in production.
     runtime: tokio::runtime::Runtime,
 }
 
 impl Fixture {
-    fn new() -> Self {
+    fn new(shape: Shape) -> Self {
         let ids: Vec<FlagId> = (0..FLAGS)
-            .map(|i| FlagId::new(format!("team{}.flag-{i}", i % 37)))
+            .map(|i| match shape {
+                Shape::Short => FlagId::new(format!("team{}.flag-{i}", i % 37)),
+                Shape::Realistic => FlagId::new(format!("flag.service-{}.feature_{i:05}", i % 37)),
+            })
             .collect();
+        let names = ids.iter().map(|id| Box::from(id.as_str())).collect();
         let defs = ids
             .iter()
             .map(|id| Arc::new(FlagDefinition::new_boolean(id.as_str(), "bench", false).unwrap()))
@@ -104,7 +137,22 @@ impl Fixture {
             .enable_time()
             .build()
             .unwrap();
-        Self { ids, defs, runtime }
+        Self {
+            ids,
+            names,
+            shape,
+            defs,
+            runtime,
+        }
+    }
+
+    /// The name a reader looks key `k` up by.
+    #[inline]
+    fn lookup(&self, k: usize) -> &str {
+        match self.shape {
+            Shape::Short => self.ids[k].as_str(),
+            Shape::Realistic => &self.names[k],
+        }
     }
 }
 
@@ -112,7 +160,7 @@ impl Fixture {
 trait Contender: Sync {
     const NAME: &'static str;
     fn build(f: &Fixture) -> Self;
-    fn read(&self, id: &FlagId) -> u64;
+    fn read(&self, name: &str) -> u64;
     fn write(&self, id: &FlagId, def: &Def);
 }
 
@@ -125,7 +173,7 @@ struct FlagcacheOwned(Running);
 struct FlagcacheBorrowed(Running);
 struct QuickCache(quick_cache::sync::Cache<FlagId, Def>);
 struct Moka(moka::sync::Cache<FlagId, Def>);
-struct PapayaFloor(papaya::HashMap<FlagId, Def, Hasher>);
+struct PapayaFloor(papaya::HashMap<Arc<str>, Def, Hasher>);
 struct RwLockMap(RwLock<HashMap<FlagId, Def, Hasher>>);
 
 fn local_cache(f: &Fixture) -> Running {
@@ -149,10 +197,10 @@ impl Contender for FlagcacheOwned {
         Self(local_cache(f))
     }
     #[inline]
-    fn read(&self, id: &FlagId) -> u64 {
+    fn read(&self, name: &str) -> u64 {
         self.0
             .cache
-            .get_now(id.as_str())
+            .get_now(name)
             .map_or(0, |c| c.definition.version)
     }
     fn write(&self, id: &FlagId, def: &Def) {
@@ -166,11 +214,8 @@ impl Contender for FlagcacheBorrowed {
         Self(local_cache(f))
     }
     #[inline]
-    fn read(&self, id: &FlagId) -> u64 {
-        self.0
-            .cache
-            .get_with(id.as_str(), |d| d.version)
-            .unwrap_or(0)
+    fn read(&self, name: &str) -> u64 {
+        self.0.cache.get_with(name, |d| d.version).unwrap_or(0)
     }
     fn write(&self, id: &FlagId, def: &Def) {
         self.0.cache.try_set_arc(id, Arc::clone(def), None).unwrap();
@@ -187,8 +232,8 @@ impl Contender for QuickCache {
         Self(c)
     }
     #[inline]
-    fn read(&self, id: &FlagId) -> u64 {
-        self.0.get(id).map_or(0, |d| d.version)
+    fn read(&self, name: &str) -> u64 {
+        self.0.get(name).map_or(0, |d| d.version)
     }
     fn write(&self, id: &FlagId, def: &Def) {
         self.0.insert(id.clone(), Arc::clone(def));
@@ -209,8 +254,8 @@ impl Contender for Moka {
         Self(c)
     }
     #[inline]
-    fn read(&self, id: &FlagId) -> u64 {
-        self.0.get(id).map_or(0, |d| d.version)
+    fn read(&self, name: &str) -> u64 {
+        self.0.get(name).map_or(0, |d| d.version)
     }
     fn write(&self, id: &FlagId, def: &Def) {
         self.0.insert(id.clone(), Arc::clone(def));
@@ -220,22 +265,18 @@ impl Contender for Moka {
 impl Contender for PapayaFloor {
     const NAME: &'static str = "papaya_floor";
     fn build(f: &Fixture) -> Self {
-        let m = papaya::HashMap::builder()
-            .hasher(Hasher::default())
-            .capacity(FLAGS * 2)
-            .build();
+        let m = papaya::HashMap::with_hasher(Hasher::default());
         for (id, def) in f.ids.iter().zip(&f.defs) {
-            m.pin().insert(id.clone(), Arc::clone(def));
+            m.pin().insert(Arc::from(id.as_str()), Arc::clone(def));
         }
         Self(m)
     }
     #[inline]
-    fn read(&self, id: &FlagId) -> u64 {
-        let guard = self.0.guard();
-        self.0.get(id.as_str(), &guard).map_or(0, |d| d.version)
+    fn read(&self, name: &str) -> u64 {
+        self.0.pin().get(name).map_or(0, |d| d.version)
     }
     fn write(&self, id: &FlagId, def: &Def) {
-        self.0.pin().insert(id.clone(), Arc::clone(def));
+        self.0.pin().insert(Arc::from(id.as_str()), Arc::clone(def));
     }
 }
 
@@ -249,12 +290,8 @@ impl Contender for RwLockMap {
         Self(RwLock::new(m))
     }
     #[inline]
-    fn read(&self, id: &FlagId) -> u64 {
-        self.0
-            .read()
-            .unwrap()
-            .get(id.as_str())
-            .map_or(0, |d| d.version)
+    fn read(&self, name: &str) -> u64 {
+        self.0.read().unwrap().get(name).map_or(0, |d| d.version)
     }
     fn write(&self, id: &FlagId, def: &Def) {
         self.0.write().unwrap().insert(id.clone(), Arc::clone(def));
@@ -266,7 +303,7 @@ impl Contender for RwLockMap {
 fn run<C: Contender>(
     c: &C,
     f: &Fixture,
-    seqs: &[Vec<usize>],
+    seqs: &[Vec<u32>],
     iters: u64,
     write_every: usize,
 ) -> Duration {
@@ -276,11 +313,11 @@ fn run<C: Contender>(
             s.spawn(move || {
                 let mut sum = 0u64;
                 for i in 0..iters as usize {
-                    let k = seq[i % SEQ_LEN];
+                    let k = seq[i % SEQ_LEN] as usize;
                     if write_every != 0 && i % write_every == write_every - 1 {
                         c.write(&f.ids[k], &f.defs[k]);
                     } else {
-                        sum = sum.wrapping_add(c.read(&f.ids[k]));
+                        sum = sum.wrapping_add(c.read(f.lookup(k)));
                     }
                 }
                 black_box(sum);
@@ -293,7 +330,7 @@ fn run<C: Contender>(
 fn bench_one<C: Contender>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     f: &Fixture,
-    seqs: &[Vec<usize>],
+    seqs: &[Vec<u32>],
     write_every: usize,
 ) {
     let c = C::build(f);
@@ -303,8 +340,9 @@ fn bench_one<C: Contender>(
 }
 
 fn group(c: &mut Criterion, f: &Fixture, name: &str, keys: Keys, threads: u64, write_every: usize) {
-    let seqs: Vec<Vec<usize>> = (0..threads).map(|t| keys.sequence(t)).collect();
-    let mut g = c.benchmark_group(format!("{name}/{}/{threads}t", keys.name()));
+    let seqs: Vec<Vec<u32>> = (0..threads).map(|t| keys.sequence(t)).collect();
+    let shape = f.shape.name();
+    let mut g = c.benchmark_group(format!("{name}/{shape}/{}/{threads}t", keys.name()));
     g.throughput(Throughput::Elements(threads));
     g.warm_up_time(Duration::from_millis(500));
     g.measurement_time(Duration::from_secs(2));
@@ -319,12 +357,14 @@ fn group(c: &mut Criterion, f: &Fixture, name: &str, keys: Keys, threads: u64, w
 }
 
 fn compare(c: &mut Criterion) {
-    let f = Fixture::new();
-    for threads in [1, 2] {
-        for keys in [Keys::Uniform, Keys::Zipf, Keys::HotKey] {
-            group(c, &f, "read", keys, threads, 0);
+    for shape in [Shape::Realistic, Shape::Short] {
+        let f = Fixture::new(shape);
+        for threads in [1, 2] {
+            for keys in [Keys::Uniform, Keys::Zipf, Keys::HotKey] {
+                group(c, &f, "read", keys, threads, 0);
+            }
+            group(c, &f, "mix90_10", Keys::Zipf, threads, 10);
         }
-        group(c, &f, "mix90_10", Keys::Zipf, threads, 10);
     }
 }
 
