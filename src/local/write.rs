@@ -14,7 +14,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::flag::{FlagDefinition, FlagId};
 use crate::sync::{Arc, Ordering};
 use crate::time::duration_to_ticks;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How many ring slots one sweep step examines.
@@ -156,17 +155,17 @@ impl LocalCache {
     /// [`ErrorKind::CapacityExceeded`] when `defs` holds more distinct flags than the capacity.
     /// The current set then stays as it was.
     pub fn replace_all(&self, defs: impl IntoIterator<Item = FlagDefinition>) -> Result<()> {
-        // Ordered, so a swap inserts in the same order every time (loom models need that).
-        let mut latest: BTreeMap<FlagId, FlagDefinition> = BTreeMap::new();
+        // Each definition goes into the `Arc` the cache keeps at once: the only temporary copy
+        // of the set is this list of pointers. Sorted by id (highest version first), so
+        // duplicates are neighbours and a swap inserts in the same order every time (loom
+        // models need that).
+        let mut latest = Vec::new();
         for def in defs {
             def.validate()?;
-            match latest.get(&def.id) {
-                Some(have) if have.version >= def.version => {}
-                _ => {
-                    latest.insert(def.id.clone(), def);
-                }
-            }
+            latest.push(Arc::new(def));
         }
+        latest.sort_unstable_by(|a, b| a.id.cmp(&b.id).then(b.version.cmp(&a.version)));
+        latest.dedup_by(|later, kept| later.id == kept.id);
         if latest.len() > self.capacity {
             return Err(Error::new(
                 ErrorKind::CapacityExceeded,
@@ -182,9 +181,10 @@ impl LocalCache {
             let Ok(stamp) = self.stamp(None, next) else {
                 return;
             };
-            for (id, def) in latest {
+            for def in latest {
                 // An empty buffer with room for every flag: nothing is evicted.
-                let written = buffer.write(&id, Arc::new(def), stamp, Writer::Set, &self.stats);
+                let id = def.id.clone();
+                let written = buffer.write(&id, def, stamp, Writer::Set, &self.stats);
                 stored += u64::from(written == WriteResult::Stored);
             }
         });
