@@ -709,3 +709,34 @@ async fn trait_methods_cover_the_whole_api() {
     assert_eq!(stats.invalidations, 4);
     assert_eq!(stats.capacity, 10);
 }
+
+/// A ticket taken for `a` does not install a definition of `b`: it was checked against `a`'s
+/// fence stripe only, so an invalidate of `b` made after the ticket would not stop it.
+#[test]
+fn a_fill_ticket_of_one_flag_does_not_install_another() {
+    let cache = LocalCache::builder().build().unwrap();
+    cache
+        .try_set(&FlagId::new("b"), flag("b", 1), None)
+        .unwrap();
+    let ticket = cache.begin_fill("a");
+    cache.invalidate_now("b");
+    let outcome = cache.complete_fill(&ticket, Arc::new(flag("b", 1)), None);
+    assert!(
+        cache.get_now("b").is_none(),
+        "`b` invalidated after the ticket was taken is back ({outcome:?})"
+    );
+    assert_ne!(outcome, FillOutcome::Installed);
+}
+
+/// `Duration::MAX` is the crate's "never" elsewhere; as a cleanup interval it must not end the
+/// task (it panicked on `Instant + Duration::MAX`): the task still keeps the clock.
+#[tokio::test]
+async fn a_cleanup_interval_of_duration_max_keeps_the_task_running() {
+    let cache = Arc::new(LocalCache::builder().build().unwrap());
+    let task = cache.start_cleanup_task(Duration::MAX).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !task.is_finished(),
+        "the cleanup task ended (panicked) 50 ms after an Ok start"
+    );
+}

@@ -13,6 +13,7 @@ use flagcache::{ErrorKind, FlagCache, FlagDefinition, FlagId, RedisCache};
 use proxy::Proxy;
 use redis_server::{RedisServer, Reply};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_millis(50);
@@ -775,6 +776,88 @@ async fn a_burst_timing_out_on_a_silent_connection_replaces_it_once() {
         proxy.connections_accepted() - accepted,
         1,
         "one new connection"
+    );
+}
+
+/// `conc` callers reading in a loop for `dur`: (answered, failed).
+async fn hammer(l2: &Arc<RedisCache>, conc: usize, dur: Duration) -> (u64, u64) {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..conc)
+        .map(|_| {
+            let l2 = l2.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut err) = (0u64, 0u64);
+                let id = FlagId::new("f");
+                while start.elapsed() < dur {
+                    match l2.try_get(&id).await {
+                        Ok(_) => ok += 1,
+                        Err(_) => err += 1,
+                    }
+                }
+                (ok, err)
+            })
+        })
+        .collect();
+    let mut total = (0, 0);
+    for t in tasks {
+        let (ok, err) = t.await.unwrap();
+        total.0 += ok;
+        total.1 += err;
+    }
+    total
+}
+
+/// A link whose round trip (~30-40 ms through the proxy) is under the 50 ms response timeout
+/// serves 20 concurrent callers. After one replacement (three timeouts during a brief stall) it
+/// serves them again: a new connection's first requests also wait for its handshake (two round
+/// trips, over the timeout), and those timeouts must not get it replaced in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replacement_on_a_slow_but_answering_link_does_not_churn_connections() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let json = String::from_utf8(
+        FlagDefinition::new_boolean("f", "F", true)
+            .unwrap()
+            .to_json(),
+    )
+    .unwrap();
+    server.command(&["SET", "slow:flag:f", &json]);
+    let proxy = Proxy::start(([127, 0, 0, 1], server.port()).into());
+    let l2 = Arc::new(
+        RedisCache::builder(&proxy.url())
+            .prefix("slow")
+            .response_timeout(Duration::from_millis(50))
+            .build()
+            .unwrap(),
+    );
+    l2.try_ping().await.unwrap();
+    proxy.set_delay(Duration::from_millis(15));
+    let (ok, err) = hammer(&l2, 20, Duration::from_millis(500)).await;
+    assert!(
+        err * 20 <= ok,
+        "precondition: the slow link serves the load (ok {ok}, failed {err})"
+    );
+
+    // A brief stall: three timeouts replace the connection once.
+    proxy.silence();
+    for _ in 0..3 {
+        let _ = l2.try_get(&FlagId::new("f")).await;
+    }
+    proxy.resume();
+    assert_eq!(l2.redis_stats().reconnects, 1);
+
+    // Give it a second to settle, then measure a second.
+    hammer(&l2, 20, Duration::from_secs(1)).await;
+    let before = l2.redis_stats().reconnects;
+    let (ok, err) = hammer(&l2, 20, Duration::from_secs(1)).await;
+    let reconnects = l2.redis_stats().reconnects - before;
+    assert!(
+        reconnects <= 1 && err * 10 <= ok + err,
+        "two seconds after the stall: {reconnects} replacements in one second, \
+         {err} of {} reads failed ({} connections accepted in all)",
+        ok + err,
+        proxy.connections_accepted()
     );
 }
 

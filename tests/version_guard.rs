@@ -212,6 +212,86 @@ fn newer_schema(id: &str, version: u64) -> String {
     newer
 }
 
+/// The reader reads a definition with no `"version"` member as version 1 (its default): so
+/// does the guard, and a version-0 write does not take L2 back.
+#[tokio::test]
+async fn a_definition_without_a_version_member_holds_version_one() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let l2 = cache(&server, "p3");
+    let id = FlagId::new("f");
+    let stored =
+        String::from_utf8(def("f", 7).to_json())
+            .unwrap()
+            .replacen(",\"version\":7", "", 1);
+    assert_eq!(
+        RedisCache::decode_value(&id, stored.as_bytes(), 1 << 20)
+            .unwrap()
+            .version,
+        1,
+        "the reader honours it as version 1"
+    );
+    server.command(&["SET", "p3:flag:f", &stored]);
+    let written = l2.try_set(&id, &def("f", 0), None).await;
+    let now = l2.try_get(&id).await.unwrap().unwrap().definition.version;
+    assert!(
+        matches!(&written, Err(e) if e.kind() == ErrorKind::StaleVersion) && now == 1,
+        "version 0 replaced the stored version 1: write {written:?}, L2 now at version {now}"
+    );
+}
+
+/// Values that are plainly broken (not a newer schema: missing required members, a duplicate
+/// member, invalid UTF-8, a wrong type) but carry a readable `id` and `version` do not hold
+/// their version: were they kept, every read would call them corrupt and every lower write
+/// would be refused for as long as the key lives (forever without a TTL).
+#[tokio::test]
+async fn a_broken_value_with_a_readable_id_and_version_does_not_hold_the_key() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let l2 = cache(&server, "p3");
+    let id = FlagId::new("f");
+    let cases: [(&str, Vec<u8>); 4] = [
+        (
+            "id and version only, u64::MAX",
+            br#"{"id":"f","version":18446744073709551615}"#.to_vec(),
+        ),
+        (
+            "duplicate name member",
+            br#"{"id":"f","name":"a","name":"b","default_value":{"type":"boolean","value":true},"version":99}"#.to_vec(),
+        ),
+        (
+            "invalid UTF-8 in name",
+            b"{\"id\":\"f\",\"name\":\"\xff\xfe\",\"default_value\":{\"type\":\"boolean\",\"value\":true},\"version\":99}".to_vec(),
+        ),
+        (
+            "enabled is a string",
+            br#"{"id":"f","name":"a","enabled":"yes","default_value":{"type":"boolean","value":true},"version":99}"#.to_vec(),
+        ),
+    ];
+    let mut wedged = Vec::new();
+    for (what, bytes) in &cases {
+        server.command_bytes(&[b"SET", b"p3:flag:f", bytes]);
+        let read = l2.try_get(&id).await;
+        let written = l2.try_set(&id, &def("f", 5), None).await;
+        let kept =
+            matches!(server.command(&["GET", "p3:flag:f"]), Reply::Bulk(Some(b)) if &b == bytes);
+        if read.is_err() && written.is_err() && kept {
+            wedged.push(format!(
+                "{what}: read {:?}, write {:?}",
+                read.err().map(|e| e.kind()),
+                written.err().map(|e| e.kind())
+            ));
+        }
+    }
+    assert!(
+        wedged.is_empty(),
+        "keys stuck: unreadable and refusing writes:\n{}",
+        wedged.join("\n")
+    );
+}
+
 /// How a stored version is written.
 #[derive(Debug, Clone)]
 enum Stored {

@@ -78,8 +78,8 @@ pub enum FillOutcome {
     /// A write to the flag (or a snapshot swap) happened during the fill; it was dropped so it
     /// cannot resurrect an older definition.
     Overtaken,
-    /// The definition fails [`FlagDefinition::validate`](crate::FlagDefinition::validate);
-    /// nothing was cached.
+    /// The definition fails [`FlagDefinition::validate`](crate::FlagDefinition::validate), or
+    /// is another flag's than the ticket's; nothing was cached.
     Invalid,
 }
 

@@ -46,15 +46,18 @@ impl LocalCache {
 async fn run(weak: Weak<LocalCache>, period: Duration, interval: Duration) {
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut next_sweep = Instant::now() + interval;
+    // An interval past what `Instant` can hold (`Duration::MAX`: never sweep) keeps the
+    // clock ticking and sweeps never.
+    let after = |interval| Instant::now().checked_add(interval);
+    let mut next_sweep = after(interval);
     loop {
         ticker.tick().await;
         let Some(cache) = weak.upgrade() else { return };
         cache.clock.tick();
-        if Instant::now() < next_sweep {
+        if next_sweep.is_none_or(|at| Instant::now() < at) {
             continue;
         }
-        next_sweep = Instant::now() + interval;
+        next_sweep = after(interval);
         drop(cache);
         // One pass over the ring, a bounded step at a time, yielding between steps.
         loop {

@@ -210,7 +210,8 @@ impl LocalCache {
     }
 
     /// Installs a definition fetched under `ticket`, unless it fails
-    /// [`FlagDefinition::validate`], a write to the flag or a snapshot swap happened since the
+    /// [`FlagDefinition::validate`] or is not of the ticket's flag (both
+    /// [`FillOutcome::Invalid`]), a write to the flag or a snapshot swap happened since the
     /// ticket, or the cache already holds a newer version.
     pub fn complete_fill(
         &self,
@@ -218,7 +219,9 @@ impl LocalCache {
         def: Arc<FlagDefinition>,
         ttl: Option<Duration>,
     ) -> FillOutcome {
-        if def.validate().is_err() {
+        // Another flag's definition would be checked against the wrong fence stripe: a write
+        // to it since the ticket could go unseen.
+        if def.validate().is_err() || self.fences.stripe_of(def.id.as_str()) != ticket.stripe {
             return FillOutcome::Invalid;
         }
         let a = self.snapshots.active();

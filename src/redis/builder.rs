@@ -231,7 +231,7 @@ impl RedisCacheBuilder {
             // One attempt per reconnect: a call never waits out a backoff; the next call after
             // a failed attempt starts another.
             .set_number_of_retries(0);
-        let link = Link::new(client, config)?;
+        let link = Link::new(client, config, self.response_timeout)?;
         Ok(RedisCache::from_parts(
             link,
             keys,

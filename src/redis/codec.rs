@@ -51,11 +51,13 @@ pub(crate) fn decode(id: &FlagId, bytes: &[u8], max_len: usize) -> Result<FlagDe
 }
 
 /// Whether a stored value the version guard refused to replace keeps its key: a valid
-/// definition of `id` does, and so does one this build cannot decode whose `id` and `version`
-/// it can read, since a newer build may have written it (a rule operator added since, say);
-/// replacing it with a lower version would take every reader back. A value this build can
-/// decode and finds invalid, or whose id or version it cannot read, is replaced. The size limit
-/// plays no part: another instance may allow more.
+/// definition of `id` does, and so does a newer build's, which this build cannot decode only
+/// because it names a variant added since (a rule operator, a value type: the one way the
+/// format grows that an older reader refuses; unknown members are ignored), as long as its
+/// `id` and `version` are readable. Replacing that with a lower version would take every
+/// reader back. Anything else this build cannot decode, or decodes and finds invalid, is
+/// replaced: kept, it would refuse every lower write while every read calls it corrupt. The
+/// size limit plays no part: another instance may allow more.
 pub(crate) fn holds_its_version(id: &FlagId, bytes: &[u8]) -> bool {
     /// What any build's definition has in common.
     #[derive(serde::Deserialize)]
@@ -66,7 +68,12 @@ pub(crate) fn holds_its_version(id: &FlagId, bytes: &[u8]) -> bool {
     }
     match serde_json::from_slice::<FlagDefinition>(bytes) {
         Ok(def) => def.id == *id && def.validate().is_ok(),
-        Err(_) => serde_json::from_slice::<Head>(bytes).is_ok_and(|head| head.id == *id),
+        Err(e) => {
+            // serde's wording for a variant this build does not know.
+            e.is_data()
+                && e.to_string().starts_with("unknown variant")
+                && serde_json::from_slice::<Head>(bytes).is_ok_and(|head| head.id == *id)
+        }
     }
 }
 

@@ -9,22 +9,33 @@
 //!
 //! Each connection has a generation, and a request reports its outcome against the generation
 //! it was sent on: a burst that timed out together on a silent connection replaces it once,
-//! and its late timeouts say nothing of the new one.
+//! and its late timeouts say nothing of the new one. A new connection is not replaced before
+//! it is [`SILENT_LIMIT`] timeouts old, doubled for each replacement in a row that no answer
+//! followed (up to [`MAX_GRACE`]): its first requests also wait for its handshake, and on a
+//! link whose round trip is near the timeout they time out too, which must not get it replaced
+//! in turn, for ever.
 
 use crate::error::{Error, Result};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::time::{Duration, Instant};
 
 /// Consecutive timeouts after which the connection is replaced.
 pub(crate) const SILENT_LIMIT: u64 = 3;
 
+/// The longest a new connection is given before it may be replaced.
+const MAX_GRACE: Duration = Duration::from_secs(30);
+
 pub(crate) struct Link {
     client: redis::Client,
     config: ConnectionManagerConfig,
+    /// The response timeout: a new connection's grace is counted in it.
+    timeout: Duration,
     current: Mutex<Current>,
-    /// A copy of `current.silent` that lets an answered request skip the lock while nothing
-    /// timed out (the common case). Only a hint: decisions are made under the lock.
-    any_silent: AtomicU64,
+    /// Nonzero while `current` has a timeout or a replacement to forget at the next answer:
+    /// lets an answered request skip the lock in the common case. Only a hint: decisions are
+    /// made under the lock, and a reset it misses is one racing a timeout anyway.
+    watching: AtomicU64,
 }
 
 struct Current {
@@ -32,6 +43,10 @@ struct Current {
     generation: u64,
     /// Requests on this connection that timed out since the last one answered.
     silent: u64,
+    /// When this connection was set up (it connects on its first request).
+    born: Instant,
+    /// Replacements in a row that no answer followed.
+    unanswered: u32,
 }
 
 /// A connection handle and the generation it belongs to.
@@ -42,17 +57,24 @@ pub(crate) struct Leased {
 
 impl Link {
     /// A link that connects on its first request.
-    pub(crate) fn new(client: redis::Client, config: ConnectionManagerConfig) -> Result<Self> {
+    pub(crate) fn new(
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+        timeout: Duration,
+    ) -> Result<Self> {
         let conn = connect_lazily(&client, &config)?;
         Ok(Self {
             client,
             config,
+            timeout,
             current: Mutex::new(Current {
                 conn,
                 generation: 0,
                 silent: 0,
+                born: Instant::now(),
+                unanswered: 0,
             }),
-            any_silent: AtomicU64::new(0),
+            watching: AtomicU64::new(0),
         })
     }
 
@@ -73,13 +95,14 @@ impl Link {
     /// A request sent on `generation` was answered (even with an error): that connection is
     /// alive.
     pub(crate) fn answered(&self, generation: u64) {
-        if self.any_silent.load(Ordering::Relaxed) == 0 {
+        if self.watching.load(Ordering::Relaxed) == 0 {
             return;
         }
         let mut current = lock(&self.current);
         if current.generation == generation {
             current.silent = 0;
-            self.any_silent.store(0, Ordering::Relaxed);
+            current.unanswered = 0;
+            self.watching.store(0, Ordering::Relaxed);
         }
     }
 
@@ -91,8 +114,9 @@ impl Link {
             return false;
         }
         current.silent += 1;
-        self.any_silent.store(current.silent, Ordering::Relaxed);
-        if current.silent < SILENT_LIMIT {
+        self.watching.store(1, Ordering::Relaxed);
+        if current.silent < SILENT_LIMIT || current.born.elapsed() < self.grace(current.unanswered)
+        {
             return false;
         }
         match connect_lazily(&self.client, &self.config) {
@@ -100,7 +124,8 @@ impl Link {
                 current.conn = fresh;
                 current.generation += 1;
                 current.silent = 0;
-                self.any_silent.store(0, Ordering::Relaxed);
+                current.born = Instant::now();
+                current.unanswered = current.unanswered.saturating_add(1);
                 true
             }
             Err(e) => {
@@ -108,6 +133,19 @@ impl Link {
                 false
             }
         }
+    }
+
+    /// How old a connection must be before it may be replaced, after `unanswered`
+    /// replacements in a row that no answer followed.
+    fn grace(&self, unanswered: u32) -> Duration {
+        if unanswered == 0 {
+            // The first connection, or one that answered: replaced at its third timeout.
+            return Duration::ZERO;
+        }
+        let doubling = 1u32 << unanswered.min(16);
+        (self.timeout * SILENT_LIMIT as u32)
+            .saturating_mul(doubling)
+            .min(MAX_GRACE)
     }
 }
 

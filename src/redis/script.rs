@@ -88,17 +88,22 @@ end
 local current = redis.pcall('GET', KEYS[1])
 if type(current) == 'string' then
   local ok, stored = pcall(cjson.decode, current)
-  if ok and type(stored) == 'table' and stored['id'] == ARGV[4]
-      and type(stored['version']) == 'number' then
-    -- Fast path: the first `"version":` member, when it agrees exactly with what cjson decoded
-    -- (it is the top-level one for this crate's encoding). Up to 15 digits a double holds the
-    -- number exactly, so equal doubles are equal versions; longer tokens, and anything else,
-    -- go to the scanner.
-    local _, _, token = string.find(current, '"version"%s*:%s*(%d+)[%s,}]')
-    if not token or #token > 15 or tonumber(token) ~= stored['version'] then
-      token = version_token(current)
+  if ok and type(stored) == 'table' and stored['id'] == ARGV[4] then
+    local version
+    if stored['version'] == nil then
+      -- No member: the reader's default.
+      version = '1'
+    elseif type(stored['version']) == 'number' then
+      -- Fast path: the first `"version":` member, when it agrees exactly with what cjson
+      -- decoded (it is the top-level one for this crate's encoding). Up to 15 digits a double
+      -- holds the number exactly, so equal doubles are equal versions; longer tokens, and
+      -- anything else, go to the scanner.
+      local _, _, token = string.find(current, '"version"%s*:%s*(%d+)[%s,}]')
+      if not token or #token > 15 or tonumber(token) ~= stored['version'] then
+        token = version_token(current)
+      end
+      version = as_u64(token)
     end
-    local version = as_u64(token)
     if version and (#version > #ARGV[2] or (#version == #ARGV[2] and version > ARGV[2])) then
       return 0
     end
