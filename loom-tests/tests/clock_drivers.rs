@@ -3,8 +3,8 @@
 //! starting as the last one stops must not leave the clock on a tick nobody moves, nor on the
 //! system clock while it is driven.
 
-use flagcache::Clock;
 use flagcache::__internals::{drive, is_coarse, tick};
+use flagcache::Clock;
 use flagcache_loom_tests::model;
 use loom::thread;
 
@@ -21,9 +21,15 @@ fn a_driver_starting_as_the_last_stops_keeps_the_clock_coarse() {
         drop(first);
         let second = starting.join().unwrap();
         ticker.join().unwrap();
-        assert!(is_coarse(&clock), "driven, yet readers read the system clock");
+        assert!(
+            is_coarse(&clock),
+            "driven, yet readers read the system clock"
+        );
         drop(second);
         tick(&clock);
-        assert!(!is_coarse(&clock), "no driver, yet readers read a tick nobody moves");
+        assert!(
+            !is_coarse(&clock),
+            "no driver, yet readers read a tick nobody moves"
+        );
     });
 }
