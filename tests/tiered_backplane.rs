@@ -142,6 +142,42 @@ async fn an_ended_subscription_is_made_again_and_l1_revalidated() {
     .await;
 }
 
+/// The revalidation after a re-subscription may take long (every L1 entry through L2 and a slow
+/// source); notices arriving meanwhile are applied at once, not after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_are_applied_while_a_revalidation_waits_on_the_source() {
+    let db = Db::new("backplane-revalidate-slow");
+    db.source.upsert(&def("f", 1)).unwrap();
+    let l2 = MemoryStore::new();
+    let gated = Gated::new(db.source.clone());
+    let a = instance(&l2, db.source.clone());
+    let b = TieredCache::builder()
+        .l2(l2.clone())
+        .source(gated.clone())
+        .l1_ttl(Duration::from_secs(600))
+        .source_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let _task = b.start_backplane().unwrap();
+    wait_for("B's subscription", || b.tiered_stats().backplane_subscribed).await;
+    // In B's L1 only: its revalidation must ask the (held) source.
+    let f = FlagId::new("f");
+    b.l1().try_set(&f, def("f", 1), None).unwrap();
+
+    l2.end_subscriptions();
+    gated.load_started().await;
+    // B's revalidation now waits on the source; A writes v2 and B hears of it.
+    db.source.upsert(&def("f", 2)).unwrap();
+    a.try_set(&f, def("f", 2), None).await.unwrap();
+    wait_for("B to drop its copy while revalidating", || {
+        b.l1()
+            .get_now("f")
+            .is_none_or(|c| c.definition.version == 2)
+    })
+    .await;
+    gated.open();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_drop_each_others_stale_copies_and_ignore_their_own() {
     let db = Db::new("backplane-two");

@@ -132,24 +132,37 @@ impl Inner {
 
     /// Reloads every L1 entry through L2 and L3 in batches, dropping those no layer has any
     /// more: what this instance may have missed while it was not subscribed.
-    pub(crate) async fn revalidate_all(&self) -> usize {
-        let ids = self.l1.ids();
-        let mut checked = 0;
-        for batch in ids.chunks(100) {
-            let tickets = batch
-                .iter()
-                .map(|id| (id.clone(), self.l1.begin_fill(id.as_str())))
-                .collect();
-            for (id, landing) in self.load_batch(tickets).await {
-                if matches!(landing, super::Landing::Absent) {
-                    self.l1.invalidate_now(id.as_str());
-                }
-                checked += 1;
-            }
-        }
-        add(&self.counters.revalidations, 1);
-        checked
+    pub(crate) async fn revalidate_all(self: &Arc<Self>) -> usize {
+        revalidate(Arc::downgrade(self)).await
     }
+}
+
+/// [`Inner::revalidate_all`] holding the cache only for one batch at a time: a background
+/// revalidation does not keep a dropped cache alive.
+async fn revalidate(weak: Weak<Inner>) -> usize {
+    let Some(ids) = weak.upgrade().map(|inner| inner.l1.ids()) else {
+        return 0;
+    };
+    let mut checked = 0;
+    for batch in ids.chunks(100) {
+        let Some(inner) = weak.upgrade() else {
+            return checked;
+        };
+        let tickets = batch
+            .iter()
+            .map(|id| (id.clone(), inner.l1.begin_fill(id.as_str())))
+            .collect();
+        for (id, landing) in inner.load_batch(tickets).await {
+            if matches!(landing, super::Landing::Absent) {
+                inner.l1.invalidate_now(id.as_str());
+            }
+            checked += 1;
+        }
+    }
+    if let Some(inner) = weak.upgrade() {
+        add(&inner.counters.revalidations, 1);
+    }
+    checked
 }
 
 impl TieredCache {
@@ -196,6 +209,11 @@ async fn subscribe_loop(weak: Weak<Inner>) {
     let mut pause = Duration::from_millis(50);
     let mut failures: u64 = 0;
     let mut last_warning: Option<tokio::time::Instant> = None;
+    // The revalidation after a re-subscription runs beside the notices, not before them: it
+    // may take long (every L1 entry through L2 and the source), and a notice arriving meanwhile
+    // must not wait for it (its fill tickets keep it from undoing what the notices do). At
+    // most one runs; a newer subscription's replaces it, and it ends with this task.
+    let mut revalidation: Option<BackplaneTask> = None;
     loop {
         let subscription = {
             let Some(inner) = weak.upgrade() else { return };
@@ -211,7 +229,13 @@ async fn subscribe_loop(weak: Weak<Inner>) {
                     inner.backplane.set_subscribed(true);
                     if subscribed_before {
                         tracing::info!("backplane subscribed again; revalidating L1");
-                        inner.revalidate_all().await;
+                        let weak = weak.clone();
+                        let task = BackplaneTask::new(tokio::spawn(async move {
+                            revalidate(weak).await;
+                        }));
+                        if let Some(older) = revalidation.replace(task) {
+                            older.stop();
+                        }
                     }
                 }
                 subscribed_before = true;
