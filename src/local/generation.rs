@@ -67,6 +67,10 @@ impl Entry {
     #[inline]
     pub(crate) fn touch(&self, seen: State) {
         let s = seen.0;
+        // A hot entry: saturated and read. One test, the common case of a read.
+        if s & (REFS_MASK | READ) == REFS_MASK | READ {
+            return;
+        }
         let bump = if s & REFS_MASK < MAX_REFS { REF } else { 0 };
         let touched = (s | READ) + bump;
         if touched != s {
