@@ -25,7 +25,11 @@ const MAX_REFS: u64 = REFS_MASK;
 const READ: u64 = 1 << 35;
 
 /// One cached definition. A write replaces the whole value (carrying its counters over) and
-/// keeps the slot. The fields a read needs come first, so one cache line serves a hit.
+/// keeps the slot. The fields a read needs come first, in this order (`repr(C)`: left to
+/// itself the compiler put the definition 48 bytes into the map's node, after the counters),
+/// so a hit reads the first 40 bytes of the node, key included, and the owned read's counters
+/// follow.
+#[repr(C)]
 pub(crate) struct Entry {
     pub(crate) def: Arc<FlagDefinition>,
     /// Served as fresh before this.
