@@ -1,0 +1,142 @@
+//! The cost of one read, counted rather than timed: run under `valgrind --tool=cachegrind
+//! --cache-sim=yes` and compare the instructions and first-level data-cache misses of two runs
+//! that differ in one thing. Deterministic, so it tells apart layouts that this machine's timing
+//! noise (±15 % between criterion runs) hides.
+//!
+//! 10 000 realistic flag names (`flag.service-{n}.feature_{i:05}`), looked up by separately
+//! allocated strings, as in `benches/compare.rs`. Subtract a run of 0 reads (the set-up) from a
+//! run of N reads and divide by N:
+//!
+//! ```sh
+//! cargo build --release --example read_cost
+//! valgrind --tool=cachegrind --cache-sim=yes target/release/examples/read_cost borrowed uniform 1000000
+//! ```
+//!
+//! Contenders: `floor` (a `papaya::HashMap<Arc<str>, _>` read with `pin().get`), `borrowed`
+//! (`LocalCache::get_with`), `owned` (`LocalCache::get_now`), `quick_cache`. Keys: `uniform`,
+//! `zipf` (Zipf 1.0), `hot` (one key).
+
+// The floor is the very type the crate's facade rule bans.
+#![allow(clippy::disallowed_types)]
+
+use flagcache::{FlagDefinition, FlagId, LocalCache};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+const FLAGS: usize = 10_000;
+
+/// A seeded xorshift64*, so every run reads the same keys.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn sequence(keys: &str, reads: usize) -> Vec<usize> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let weights: Vec<f64> = (1..=FLAGS).map(|k| 1.0 / k as f64).collect();
+    let total: f64 = weights.iter().sum();
+    let mut acc = 0.0;
+    let cdf: Vec<f64> = weights
+        .iter()
+        .map(|w| {
+            acc += w / total;
+            acc
+        })
+        .collect();
+    (0..reads)
+        .map(|_| {
+            let r = rng.next();
+            match keys {
+                "uniform" => (r % FLAGS as u64) as usize,
+                "zipf" => {
+                    let u = (r >> 11) as f64 / (1u64 << 53) as f64;
+                    cdf.partition_point(|&c| c < u).min(FLAGS - 1)
+                }
+                "hot" => 42,
+                other => panic!("unknown key distribution `{other}`: uniform, zipf or hot"),
+            }
+        })
+        .collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, contender, keys, reads] = args.as_slice() else {
+        eprintln!("usage: read_cost <floor|borrowed|owned|quick_cache> <uniform|zipf|hot> <reads>");
+        std::process::exit(2);
+    };
+    let reads: usize = reads.parse().expect("a number of reads");
+    let ids: Vec<FlagId> = (0..FLAGS)
+        .map(|i| FlagId::new(format!("flag.service-{}.feature_{i:05}", i % 37)))
+        .collect();
+    let names: Vec<Box<str>> = ids.iter().map(|id| Box::from(id.as_str())).collect();
+    let defs: Vec<Arc<FlagDefinition>> = ids
+        .iter()
+        .map(|id| Arc::new(FlagDefinition::new_boolean(id.as_str(), "read cost", false).unwrap()))
+        .collect();
+    let seq = sequence(keys, reads);
+    let mut sum = 0u64;
+    match contender.as_str() {
+        "floor" => {
+            let map = papaya::HashMap::with_hasher(foldhash::fast::RandomState::default());
+            for (id, def) in ids.iter().zip(&defs) {
+                map.pin()
+                    .insert(Arc::<str>::from(id.as_str()), Arc::clone(def));
+            }
+            for &k in &seq {
+                sum += map.pin().get(&*names[k]).map_or(0, |d| d.version);
+            }
+        }
+        "borrowed" | "owned" => {
+            let cache = LocalCache::builder()
+                .max_size(2 * FLAGS)
+                .default_ttl(Duration::from_secs(3_600))
+                .build()
+                .unwrap();
+            for (id, def) in ids.iter().zip(&defs) {
+                cache.try_set_arc(id, Arc::clone(def), None).unwrap();
+            }
+            // With its cleanup task, as in production: the coarse clock is one load.
+            let cache = Arc::new(cache);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_time()
+                .build()
+                .unwrap();
+            let _task = {
+                let _entered = runtime.enter();
+                cache.start_cleanup_task(Duration::from_secs(1)).unwrap()
+            };
+            std::thread::sleep(Duration::from_millis(20));
+            if contender == "borrowed" {
+                for &k in &seq {
+                    sum += cache.get_with(&names[k], |d| d.version).unwrap_or(0);
+                }
+            } else {
+                for &k in &seq {
+                    sum += cache.get_now(&names[k]).map_or(0, |f| f.definition.version);
+                }
+            }
+        }
+        "quick_cache" => {
+            let cache = quick_cache::sync::Cache::new(2 * FLAGS);
+            for (id, def) in ids.iter().zip(&defs) {
+                cache.insert(id.clone(), Arc::clone(def));
+            }
+            for &k in &seq {
+                sum += cache
+                    .get(&*names[k])
+                    .map_or(0, |d: Arc<FlagDefinition>| d.version);
+            }
+        }
+        other => panic!("unknown contender `{other}`: floor, borrowed, owned or quick_cache"),
+    }
+    black_box(sum);
+}
