@@ -14,8 +14,12 @@
 // The floor and the RwLock baseline are the very types the crate's facade rule bans.
 #![allow(clippy::disallowed_types)]
 
+#[path = "support/keys.rs"]
+mod keys;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use flagcache::{CleanupTask, FlagDefinition, FlagId, LocalCache};
+use keys::{Rng, Zipf};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::{Arc, RwLock};
@@ -29,20 +33,6 @@ const TTL: Duration = Duration::from_secs(3_600);
 
 type Def = Arc<FlagDefinition>;
 type Hasher = foldhash::fast::RandomState;
-
-/// A small seeded PRNG (xorshift64*), so every contender reads the same keys.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Keys {
@@ -63,29 +53,15 @@ impl Keys {
     /// `SEQ_LEN` key indexes for thread `t`.
     fn sequence(self, t: u64) -> Vec<u32> {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t + 1).wrapping_mul(0xff51_afd7_ed55_8ccd));
-        let zipf = zipf_cdf(FLAGS, 1.0);
+        let zipf = Zipf::new(FLAGS, 1.0);
         (0..SEQ_LEN)
             .map(|_| match self {
                 Keys::Uniform => (rng.next() % FLAGS as u64) as u32,
-                Keys::Zipf => zipf.partition_point(|&c| c < rng.unit()).min(FLAGS - 1) as u32,
+                Keys::Zipf => zipf.sample(&mut rng) as u32,
                 Keys::HotKey => 42,
             })
             .collect()
     }
-}
-
-/// The cumulative distribution of Zipf(s) over `n` ranks.
-fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
-    let weights: Vec<f64> = (1..=n).map(|k| 1.0 / (k as f64).powf(s)).collect();
-    let total: f64 = weights.iter().sum();
-    let mut acc = 0.0;
-    weights
-        .iter()
-        .map(|w| {
-            acc += w / total;
-            acc
-        })
-        .collect()
 }
 
 /// How keys look and how a reader holds the name it looks up.

@@ -5,7 +5,11 @@
 //! by a sequential scan of never-repeated keys (twice the capacity) every 20 000 accesses. Each
 //! at 1 % and 10 % capacity. Every cache sees a miss as "load and insert".
 
+#[path = "../benches/support/keys.rs"]
+mod keys;
+
 use flagcache::{FlagDefinition, FlagId, LocalCache};
+use keys::{Rng, Zipf};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,39 +17,15 @@ use std::time::Duration;
 const KEYS: usize = 50_000;
 const ACCESSES: usize = 500_000;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 fn zipf_trace(s: f64, seed: u64) -> Vec<u32> {
-    let weights: Vec<f64> = (1..=KEYS).map(|k| 1.0 / (k as f64).powf(s)).collect();
-    let total: f64 = weights.iter().sum();
-    let mut acc = 0.0;
-    let cdf: Vec<f64> = weights
-        .iter()
-        .map(|w| {
-            acc += w / total;
-            acc
-        })
-        .collect();
+    let zipf = Zipf::new(KEYS, s);
     let mut rng = Rng(seed);
     // Ranks are shuffled onto key numbers so popularity is not ordered by key.
     let mut perm: Vec<u32> = (0..KEYS as u32).collect();
     for i in (1..perm.len()).rev() {
         perm.swap(i, (rng.next() % (i as u64 + 1)) as usize);
     }
-    (0..ACCESSES)
-        .map(|_| perm[cdf.partition_point(|&c| c < rng.unit()).min(KEYS - 1)])
-        .collect()
+    (0..ACCESSES).map(|_| perm[zipf.sample(&mut rng)]).collect()
 }
 
 /// Zipf(1.0) with a scan of `scan_len` fresh keys every 20 000 accesses.

@@ -19,49 +19,26 @@
 // The floor is the very type the crate's facade rule bans.
 #![allow(clippy::disallowed_types)]
 
+#[path = "../benches/support/keys.rs"]
+mod keys;
+
 use flagcache::{FlagDefinition, FlagId, LocalCache};
+use keys::{Rng, Zipf};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
 const FLAGS: usize = 10_000;
 
-/// A seeded xorshift64*, so every run reads the same keys.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 fn sequence(keys: &str, reads: usize) -> Vec<usize> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let weights: Vec<f64> = (1..=FLAGS).map(|k| 1.0 / k as f64).collect();
-    let total: f64 = weights.iter().sum();
-    let mut acc = 0.0;
-    let cdf: Vec<f64> = weights
-        .iter()
-        .map(|w| {
-            acc += w / total;
-            acc
-        })
-        .collect();
+    let zipf = Zipf::new(FLAGS, 1.0);
     (0..reads)
-        .map(|_| {
-            let r = rng.next();
-            match keys {
-                "uniform" => (r % FLAGS as u64) as usize,
-                "zipf" => {
-                    let u = (r >> 11) as f64 / (1u64 << 53) as f64;
-                    cdf.partition_point(|&c| c < u).min(FLAGS - 1)
-                }
-                "hot" => 42,
-                other => panic!("unknown key distribution `{other}`: uniform, zipf or hot"),
-            }
+        .map(|_| match keys {
+            "uniform" => (rng.next() % FLAGS as u64) as usize,
+            "zipf" => zipf.sample(&mut rng),
+            "hot" => 42,
+            other => panic!("unknown key distribution `{other}`: uniform, zipf or hot"),
         })
         .collect()
 }
