@@ -14,6 +14,12 @@ use crate::flag::{FlagDefinition, FlagId};
 /// storing their older definition, until it expires. Explicit writes replace it.
 pub(crate) const TOMBSTONE: &[u8] = br#"{"flagcache":"invalidated"}"#;
 
+/// False for a stored value that holds nothing to read: empty, or a [`TOMBSTONE`]. Such a key
+/// is a miss, not a corrupt value, in a single read as in a batch.
+pub(crate) fn has_definition(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && bytes != TOMBSTONE
+}
+
 /// The default limit on a stored value's size.
 pub(crate) const DEFAULT_MAX_VALUE_BYTES: usize = 256 * 1024;
 

@@ -232,7 +232,7 @@ impl RedisCache {
             }
         };
         add(&self.counters.value_bytes, bytes.len() as u64);
-        let bytes = Some(bytes).filter(|b| !b.is_empty() && b.as_slice() != codec::TOMBSTONE);
+        let bytes = Some(bytes).filter(|b| codec::has_definition(b));
         match bytes.map(|b| self.memo.decode(id, &b, self.max_value_bytes)) {
             None => {
                 add(&self.counters.misses, 1);
@@ -275,9 +275,7 @@ impl RedisCache {
         add(&self.counters.value_bytes, received as u64);
         let mut hits = 0;
         for (id, value) in ids.iter().zip(values) {
-            // Empty, as for a single read: nothing to read, not a corrupt value.
-            let readable = |b: &Vec<u8>| !b.is_empty() && b.as_slice() != codec::TOMBSTONE;
-            let Some(bytes) = value.filter(readable) else {
+            let Some(bytes) = value.filter(|b| codec::has_definition(b)) else {
                 continue;
             };
             match self.memo.decode(id, &bytes, self.max_value_bytes) {
