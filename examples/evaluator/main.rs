@@ -23,15 +23,18 @@
 //! - A reporter prints throughput and the layers' counters every second, then a summary with
 //!   latency percentiles, per-layer stats, change propagation and the results by reason.
 //!
-//! L2 is the Redis at `REDIS_URL`, or else a private `redis-server` the example starts on a free
-//! loopback port (and kills at exit) when one is on the `PATH`; with neither (or `--no-redis`)
-//! it runs on L1 and L3. No Redis is needed. Run it with
+//! L2 is the Redis Cluster whose nodes `REDIS_CLUSTER` lists (comma-separated URLs; one live
+//! node is enough), or the Redis at `REDIS_URL`, or else a private `redis-server` the example
+//! starts on a free loopback port (and kills at exit) when one is on the `PATH`; with none of
+//! them (or `--no-redis`) it runs on L1 and L3. No Redis is needed. Run it with
 //!
 //! ```sh
 //! cargo run --release --example evaluator                   # 5 s, 10 000 flags
 //! cargo run --release --example evaluator -- --seconds 10 --l1-ttl 5
 //! cargo run --release --example evaluator -- --db /tmp/flags.db --flags 50000  # a new database
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --release --example evaluator   # your Redis
+//! REDIS_CLUSTER=redis://127.0.0.1:7000,redis://127.0.0.1:7001 \
+//!     cargo run --release --example evaluator                               # a cluster
 //! cargo run --release --example evaluator -- --no-redis                    # L1 and L3 only
 //! ```
 
@@ -79,6 +82,8 @@ struct Config {
     l1_ttl: Duration,
     changes_per_sec: f64,
     redis_url: Option<String>,
+    /// The seed nodes of a Redis Cluster (`REDIS_CLUSTER`), used instead of `redis_url`.
+    redis_cluster: Option<Vec<String>>,
     /// Start a private `redis-server` for L2 when `REDIS_URL` is not set.
     private_redis: bool,
 }
@@ -131,11 +136,14 @@ fn main() -> ExitCode {
 fn run(mut config: Config) -> Result<(), Box<dyn Error>> {
     // L2: `REDIS_URL`, or else a private redis-server this example starts (and kills at exit)
     // when one is on the PATH; without either, L1 and L3 only.
-    let private_redis =
-        (cfg!(feature = "redis") && config.redis_url.is_none() && config.private_redis)
-            .then(redis_server::RedisServer::start)
-            .flatten();
+    let private_redis = (cfg!(feature = "redis")
+        && config.redis_url.is_none()
+        && config.redis_cluster.is_none()
+        && config.private_redis)
+        .then(redis_server::RedisServer::start)
+        .flatten();
     let l2_label = match (&config.redis_url, &private_redis) {
+        _ if config.redis_cluster.is_some() => "the Redis Cluster at REDIS_CLUSTER".to_owned(),
         (Some(_), _) => "Redis at REDIS_URL".to_owned(),
         (None, Some(server)) => format!(
             "a private redis-server on 127.0.0.1:{} (started by this example; set REDIS_URL to use yours)",
@@ -175,9 +183,9 @@ fn run(mut config: Config) -> Result<(), Box<dyn Error>> {
     // Reloads the flags the evaluators read before they expire, in batches.
     let _refresh = cache.start_refresh_task(Duration::from_millis(250))?;
     // With L2, other instances' writes arrive over Redis pub/sub within milliseconds.
-    let _backplane = match config.redis_url {
-        Some(_) => Some(cache.start_backplane()?),
-        None => None,
+    let _backplane = match config.redis_url.is_some() || config.redis_cluster.is_some() {
+        true => Some(cache.start_backplane()?),
+        false => None,
     };
     println!(
         "L1 in process (TTL {:?}), L2 {l2_label}, L3 SQLite {} ({warmed} flags loaded into L1)",
@@ -272,11 +280,35 @@ fn tiered(config: &Config, source: &SqliteSource, flags: usize) -> flagcache::Re
         .source(source.clone())
         .redis_prefix("flagcache-evaluator")
         .max_stale(Duration::from_secs(300));
-    match &config.redis_url {
-        Some(url) => builder.redis_url(url),
-        None => builder,
+    match (&config.redis_cluster, &config.redis_url) {
+        (Some(seeds), _) => on_cluster(builder, seeds)?,
+        (None, Some(url)) => builder.redis_url(url),
+        (None, None) => builder,
     }
     .build()
+}
+
+/// L2 on the Redis Cluster reached through `seeds`.
+#[cfg(feature = "redis")]
+fn on_cluster(
+    builder: flagcache::TieredCacheBuilder,
+    seeds: &[String],
+) -> flagcache::Result<flagcache::TieredCacheBuilder> {
+    let l2 = flagcache::RedisCache::cluster_builder(seeds)
+        .prefix("flagcache-evaluator")
+        .build()?;
+    Ok(builder.redis(l2))
+}
+
+#[cfg(not(feature = "redis"))]
+fn on_cluster(
+    _: flagcache::TieredCacheBuilder,
+    _: &[String],
+) -> flagcache::Result<flagcache::TieredCacheBuilder> {
+    Err(flagcache::Error::new(
+        flagcache::ErrorKind::InvalidConfig,
+        "REDIS_CLUSTER needs the `redis` feature",
+    ))
 }
 
 /// The admin service: changes `per_sec` flags a second in SQLite and through its own cache
@@ -343,7 +375,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// `--seconds N` (or `EVALUATOR_SECONDS`), `--flags N`, `--threads N`.
 fn parse_args() -> Result<Config, Box<dyn Error>> {
     const USAGE: &str = "usage: evaluator [--seconds N] [--flags N] [--threads N] [--db PATH] \
-         [--l1-ttl SECONDS] [--changes-per-sec N] [--no-redis]   (env: EVALUATOR_SECONDS, REDIS_URL)";
+         [--l1-ttl SECONDS] [--changes-per-sec N] [--no-redis]   (env: EVALUATOR_SECONDS, REDIS_URL, REDIS_CLUSTER)";
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut config = Config {
         seconds: 5.0,
@@ -353,6 +385,17 @@ fn parse_args() -> Result<Config, Box<dyn Error>> {
         l1_ttl: Duration::from_secs(2),
         changes_per_sec: 5.0,
         redis_url: std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()),
+        redis_cluster: std::env::var("REDIS_CLUSTER")
+            .ok()
+            .map(|nodes| {
+                nodes
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|nodes| !nodes.is_empty()),
         private_redis: true,
     };
     if let Ok(s) = std::env::var("EVALUATOR_SECONDS") {
@@ -369,6 +412,7 @@ fn parse_args() -> Result<Config, Box<dyn Error>> {
         if arg == "--no-redis" {
             config.private_redis = false;
             config.redis_url = None;
+            config.redis_cluster = None;
             continue;
         }
         let value = args
@@ -563,7 +607,7 @@ fn print_summary(shared: &Shared, config: &Config, reports: &[WorkerReport]) {
             propagation.count(),
             propagation.percentile_ns(0.50) as f64 / 1e9,
             propagation.max_ns() as f64 / 1e9,
-            if config.redis_url.is_some() {
+            if config.redis_url.is_some() || config.redis_cluster.is_some() {
                 "over the backplane; the observer polls every 5 ms"
             } else {
                 "by refresh: without Redis there is no backplane"

@@ -3,12 +3,14 @@
 
 use super::RedisCache;
 use super::codec::DEFAULT_MAX_VALUE_BYTES;
+use super::conn::{ClusterSeeds, Target};
 use super::keys::Keys;
 use super::link::Link;
 use crate::error::{Error, Result};
-use redis::IntoConnectionInfo;
 use redis::aio::ConnectionManagerConfig;
+use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::io::tcp::TcpSettings;
+use redis::{ConnectionInfo, IntoConnectionInfo};
 use std::time::Duration;
 
 /// Default bound on one request: an L2 read that takes longer is a miss.
@@ -29,7 +31,9 @@ pub(crate) const DEFAULT_SCAN_BATCH: usize = 500;
 #[derive(Clone)]
 #[must_use = "a builder does nothing until build() is called"]
 pub struct RedisCacheBuilder {
-    url: String,
+    /// One node's URL, or a cluster's seed nodes.
+    urls: Vec<String>,
+    cluster: bool,
     prefix: String,
     default_ttl: Duration,
     response_timeout: Duration,
@@ -45,7 +49,11 @@ pub struct RedisCacheBuilder {
 impl std::fmt::Debug for RedisCacheBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisCacheBuilder")
-            .field("url", &redacted(&self.url))
+            .field(
+                "urls",
+                &self.urls.iter().map(|u| redacted(u)).collect::<Vec<_>>(),
+            )
+            .field("cluster", &self.cluster)
             .field("prefix", &self.prefix)
             .field("default_ttl", &self.default_ttl)
             .field("response_timeout", &self.response_timeout)
@@ -93,8 +101,17 @@ pub(crate) fn redacted(url: &str) -> String {
 
 impl RedisCacheBuilder {
     pub(super) fn new(url: &str) -> Self {
+        Self::with_urls(vec![url.to_owned()], false)
+    }
+
+    pub(super) fn cluster(seeds: Vec<String>) -> Self {
+        Self::with_urls(seeds, true)
+    }
+
+    fn with_urls(urls: Vec<String>, cluster: bool) -> Self {
         Self {
-            url: url.to_owned(),
+            urls,
+            cluster,
             prefix: "flagcache".to_owned(),
             default_ttl: DEFAULT_L2_TTL,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
@@ -198,40 +215,17 @@ impl RedisCacheBuilder {
                 "max_value_bytes and scan_batch must be above zero",
             ));
         }
-        let info = self
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| Error::invalid_config(format!("bad Redis URL: {e}")).with_source(e))?
-            .set_tcp_settings(tcp_settings());
-        #[cfg(feature = "redis-tls")]
-        let client = match self.tls_root {
-            Some(pem) => redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem),
-                },
-            ),
-            None => redis::Client::open(info),
-        };
-        #[cfg(not(feature = "redis-tls"))]
-        let client = redis::Client::open(info);
-        let client = client.map_err(|e| {
-            Error::invalid_config(format!("bad Redis URL or TLS settings: {e}")).with_source(e)
-        })?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::invalid_config(
                 "RedisCache must be built inside a tokio runtime (its connection runs on it)",
             ));
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
-            // One attempt per reconnect: a call never waits out a backoff; the next call after
-            // a failed attempt starts another.
-            .set_number_of_retries(0);
-        let link = Link::new(client, config, self.response_timeout)?;
+        let target = if self.cluster {
+            self.cluster_target()?
+        } else {
+            self.node_target()?
+        };
+        let link = Link::new(target, self.response_timeout)?;
         Ok(RedisCache::from_parts(
             link,
             keys,
@@ -244,6 +238,102 @@ impl RedisCacheBuilder {
         ))
     }
 }
+
+impl RedisCacheBuilder {
+    fn connection_infos(&self) -> Result<Vec<ConnectionInfo>> {
+        if self.urls.is_empty() {
+            return Err(Error::invalid_config(
+                "a Redis Cluster needs at least one seed node",
+            ));
+        }
+        self.urls
+            .iter()
+            .map(|url| {
+                url.as_str()
+                    .into_connection_info()
+                    .map(|info| info.set_tcp_settings(tcp_settings()))
+                    .map_err(|e| {
+                        Error::invalid_config(format!("bad Redis URL {}: {e}", redacted(url)))
+                            .with_source(e)
+                    })
+            })
+            .collect()
+    }
+
+    fn node_target(&self) -> Result<Target> {
+        let info = self.connection_infos()?.remove(0);
+        #[cfg(feature = "redis-tls")]
+        let client = match &self.tls_root {
+            Some(pem) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => redis::Client::open(info),
+        };
+        #[cfg(not(feature = "redis-tls"))]
+        let client = redis::Client::open(info);
+        let client = client.map_err(|e| {
+            Error::invalid_config(format!("bad Redis URL or TLS settings: {e}")).with_source(e)
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout))
+            // One attempt per reconnect: a call never waits out a backoff; the next call after
+            // a failed attempt starts another.
+            .set_number_of_retries(0);
+        Ok(Target::Node(client, config))
+    }
+
+    fn cluster_target(&self) -> Result<Target> {
+        let infos = self.connection_infos()?;
+        let (connect_timeout, response_timeout) = (self.connect_timeout, self.response_timeout);
+        #[cfg(feature = "redis-tls")]
+        let tls_root = self.tls_root.clone();
+        let make = move || {
+            let builder = ClusterClientBuilder::new(infos.clone())
+                .connection_timeout(connect_timeout)
+                .response_timeout(response_timeout)
+                .tcp_settings(tcp_settings())
+                // A redirect (`MOVED`, `ASK`) is followed at once; a failed node is retried
+                // after a short pause, while the client fetches the slot map again. A call's
+                // own response timeout bounds all of it.
+                .retries(CLUSTER_RETRIES)
+                .min_retry_wait(CLUSTER_MIN_RETRY_WAIT_MS)
+                .max_retry_wait(CLUSTER_MAX_RETRY_WAIT_MS);
+            #[cfg(feature = "redis-tls")]
+            let builder = match &tls_root {
+                Some(pem) => builder.certs(redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                }),
+                None => builder,
+            };
+            builder
+        };
+        let client = make().build().map_err(|e| {
+            Error::invalid_config(format!("bad Redis Cluster settings: {e}")).with_source(e)
+        })?;
+        let config = ClusterConfig::new()
+            .set_connection_timeout(self.connect_timeout)
+            .set_response_timeout(self.response_timeout);
+        Ok(Target::Cluster(
+            client,
+            config,
+            ClusterSeeds {
+                make: Box::new(make),
+            },
+        ))
+    }
+}
+
+/// Attempts of one cluster request beyond the first (redirects and failed nodes).
+const CLUSTER_RETRIES: u32 = 3;
+/// The shortest and longest pause before retrying a failed cluster node, in milliseconds.
+const CLUSTER_MIN_RETRY_WAIT_MS: u64 = 5;
+const CLUSTER_MAX_RETRY_WAIT_MS: u64 = 100;
 
 /// `TCP_NODELAY` (requests are small and latency-bound), keepalive probes after 10 s of
 /// silence, and (on Linux) a 15 s user timeout: a peer the kernel can see is gone closes the

@@ -15,9 +15,9 @@
 //! link whose round trip is near the timeout they time out too, which must not get it replaced
 //! in turn, for ever.
 
-use crate::error::{Error, Result};
+use super::conn::{Conn, Target};
+use crate::error::Result;
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::{Duration, Instant};
 
 /// Consecutive timeouts after which the connection is replaced.
@@ -27,8 +27,7 @@ pub(crate) const SILENT_LIMIT: u64 = 3;
 const MAX_GRACE: Duration = Duration::from_secs(30);
 
 pub(crate) struct Link {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
+    target: Target,
     /// The response timeout: a new connection's grace is counted in it.
     timeout: Duration,
     current: Mutex<Current>,
@@ -39,7 +38,7 @@ pub(crate) struct Link {
 }
 
 struct Current {
-    conn: ConnectionManager,
+    conn: Conn,
     generation: u64,
     /// Requests on this connection that timed out since the last one answered.
     silent: u64,
@@ -51,21 +50,16 @@ struct Current {
 
 /// A connection handle and the generation it belongs to.
 pub(crate) struct Leased {
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: Conn,
     pub(crate) generation: u64,
 }
 
 impl Link {
     /// A link that connects on its first request.
-    pub(crate) fn new(
-        client: redis::Client,
-        config: ConnectionManagerConfig,
-        timeout: Duration,
-    ) -> Result<Self> {
-        let conn = connect_lazily(&client, &config)?;
+    pub(crate) fn new(target: Target, timeout: Duration) -> Result<Self> {
+        let conn = target.connect_lazily()?;
         Ok(Self {
-            client,
-            config,
+            target,
             timeout,
             current: Mutex::new(Current {
                 conn,
@@ -87,9 +81,9 @@ impl Link {
         }
     }
 
-    /// The client, for the dedicated connections a subscription needs.
-    pub(crate) fn client(&self) -> &redis::Client {
-        &self.client
+    /// What the link connects to, for the dedicated connections a subscription needs.
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
     }
 
     /// A request sent on `generation` was answered (even with an error): that connection is
@@ -119,7 +113,7 @@ impl Link {
         {
             return false;
         }
-        match connect_lazily(&self.client, &self.config) {
+        match self.target.connect_lazily() {
             Ok(fresh) => {
                 current.conn = fresh;
                 current.generation += 1;
@@ -147,13 +141,4 @@ impl Link {
             .saturating_mul(doubling)
             .min(MAX_GRACE)
     }
-}
-
-fn connect_lazily(
-    client: &redis::Client,
-    config: &ConnectionManagerConfig,
-) -> Result<ConnectionManager> {
-    ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).map_err(|e| {
-        Error::invalid_config(format!("cannot set up the Redis connection: {e}")).with_source(e)
-    })
 }

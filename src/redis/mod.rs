@@ -6,12 +6,16 @@
 //! definition's JSON (`codec`), writes go through a version-guard script (`script`), and the
 //! counters are kept on the client (`stats`).
 
+mod batch;
 mod builder;
 mod codec;
+mod conn;
 mod keys;
 mod link;
 mod memo;
 mod script;
+mod sharded;
+mod shards;
 mod stats;
 mod store;
 
@@ -23,11 +27,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::flag::{FlagDefinition, FlagId};
 use crate::sync::{AtomicU64, Ordering};
 use crate::tiered::SetManyOutcome;
+use batch::Keyed;
+use conn::Conn;
 use keys::Keys;
 use link::{Leased, Link};
 use memo::DecodeMemo;
-use redis::aio::ConnectionManager;
-use redis::{FromRedisValue, Pipeline, Value};
+use redis::{FromRedisValue, Value};
+use shards::Shards;
 use stats::{Counters, add};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -64,6 +70,9 @@ pub struct RedisCache {
     /// 1 while the last request reached Redis, 0 after one failed: warnings are logged on the
     /// change, not for every failed call of an outage.
     reachable: AtomicU64,
+    /// On a cluster, which primary serves which slots (a batch goes out as one pipeline per
+    /// primary); `None` on a single node.
+    shards: Option<Shards>,
 }
 
 impl std::fmt::Debug for RedisCache {
@@ -95,6 +104,31 @@ impl RedisCache {
         RedisCacheBuilder::new(url)
     }
 
+    /// A builder for a Redis Cluster (or a Valkey cluster), reached through any of `seeds`:
+    /// node URLs such as `redis://10.0.0.1:7000` (credentials and `rediss://` as for
+    /// [`builder`](Self::builder); no database number, a cluster has one). One live seed is
+    /// enough: the client learns the others from it.
+    ///
+    /// Every operation keeps its single-node meaning. A batch goes out as one pipeline per
+    /// primary; `clear` and `load_all` walk every primary; the backplane uses sharded pub/sub
+    /// (`SPUBLISH`/`SSUBSCRIBE` over RESP3) on one channel; `MOVED`, `ASK` and failovers are
+    /// followed within the response timeout.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> flagcache::Result<()> {
+    /// let l2 = flagcache::RedisCache::cluster_builder([
+    ///     "redis://127.0.0.1:7000",
+    ///     "redis://127.0.0.1:7001",
+    /// ])
+    /// .prefix("myapp")
+    /// .build()?;
+    /// l2.try_ping().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster_builder<S: AsRef<str>>(seeds: impl IntoIterator<Item = S>) -> RedisCacheBuilder {
+        RedisCacheBuilder::cluster(seeds.into_iter().map(|s| s.as_ref().to_owned()).collect())
+    }
+
     #[allow(clippy::too_many_arguments)] // the builder's checked settings, once
     fn from_parts(
         link: Link,
@@ -106,8 +140,10 @@ impl RedisCache {
         memo_capacity: usize,
         health_check_interval: Duration,
     ) -> Self {
+        let shards = link.target().is_cluster().then(Shards::default);
         Self {
             link,
+            shards,
             keys,
             default_ttl,
             timeout,
@@ -130,14 +166,27 @@ impl RedisCache {
         self.health_check_interval
     }
 
-    /// The backplane channel of this cache's prefix: `{prefix}:flagcache:v1:events`.
+    /// The backplane channel of this cache's prefix: `{prefix}:flagcache:v1:events`, and on a
+    /// cluster the prefix in braces (a hash tag), `{{prefix}}:flagcache:v1:events`, which puts
+    /// it on one shard, the one that serves the slot of the prefix.
     pub(crate) fn channel(&self) -> String {
-        format!("{}:flagcache:v1:events", self.keys.prefix())
+        if self.shards.is_some() {
+            format!("{{{}}}:flagcache:v1:events", self.keys.prefix())
+        } else {
+            format!("{}:flagcache:v1:events", self.keys.prefix())
+        }
     }
 
-    /// Publishes `payload` on `channel` (one round trip); returns how many subscribers got it.
+    /// Publishes `payload` on `channel` (one round trip): `PUBLISH` on one node, `SPUBLISH`
+    /// (sharded: only the channel's shard carries it) on a cluster. Returns how many
+    /// subscribers got it.
     pub(crate) async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64> {
-        self.request(redis::cmd("PUBLISH").arg(channel).arg(payload))
+        let publish = if self.shards.is_some() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
+        self.request(redis::cmd(publish).arg(channel).arg(payload))
             .await
     }
 
@@ -145,8 +194,13 @@ impl RedisCache {
     /// connection and a subscription take several round trips, which a link of a few tens of
     /// milliseconds would not fit in it. The caller bounds it (the backplane's own timeout).
     pub(crate) async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSub> {
+        let conn::Target::Node(client, _) = self.link.target() else {
+            return Err(Error::invalid_config(
+                "plain pub/sub on a cluster: use the sharded subscription",
+            ));
+        };
         let subscribe = async {
-            let mut pubsub = self.link.client().get_async_pubsub().await?;
+            let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
@@ -260,11 +314,7 @@ impl RedisCache {
         if ids.is_empty() {
             return Ok(out);
         }
-        let mut mget = redis::cmd("MGET");
-        for id in ids {
-            mget.arg(self.keys.key(id));
-        }
-        let values: Vec<Option<Vec<u8>>> = match self.request(&mget).await {
+        let values = match self.read_values(ids).await {
             Ok(values) => values,
             Err(e) => {
                 add(&self.counters.misses, ids.len() as u64);
@@ -291,6 +341,39 @@ impl RedisCache {
         add(&self.counters.hits, hits);
         add(&self.counters.misses, ids.len() as u64 - hits);
         Ok(out)
+    }
+
+    /// The stored values of `ids`, in order: one `MGET` on a single node, one pipeline of
+    /// `GET`s per primary on a cluster. A key of another type reads as absent.
+    async fn read_values(&self, ids: &[FlagId]) -> Result<Vec<Option<Vec<u8>>>> {
+        if self.shards.is_none() {
+            let mut mget = redis::cmd("MGET");
+            for id in ids {
+                mget.arg(self.keys.key(id));
+            }
+            return self.request(&mget).await;
+        }
+        let gets: Vec<Keyed> = ids
+            .iter()
+            .map(|id| {
+                let key = self.keys.key(id).into_bytes();
+                let cmd = redis::cmd("GET").arg(&key).clone();
+                Keyed { key, cmd }
+            })
+            .collect();
+        let replies = self.per_node(&gets).await?;
+        replies
+            .into_iter()
+            .map(|reply| match reply {
+                Value::BulkString(bytes) => Ok(Some(bytes)),
+                // As under `MGET`: a key of another type reads as absent.
+                Value::ServerError(e) if e.code() == "WRONGTYPE" => Ok(None),
+                // A node that cannot serve its keys now (a failover under way, say) fails the
+                // read: reading its keys as absent would be a wrong answer, not a miss.
+                Value::ServerError(e) => Err(batch::refusal(&e)),
+                _ => Ok(None),
+            })
+            .collect()
     }
 
     /// Stores `def` under `id` for `ttl` (the default when `None`; at least 1 ms), unless
@@ -389,19 +472,19 @@ impl RedisCache {
         flags: &[(FlagId, FlagDefinition)],
         ttl: Duration,
     ) -> Result<usize> {
-        let mut pipe = Pipeline::with_capacity(flags.len());
-        for (id, def) in flags {
-            let Ok(value) = codec::encode(def, self.max_value_bytes) else {
-                continue;
-            };
-            set_command(&mut pipe, self.keys.key(id), &value, ttl).arg("NX");
-        }
-        if pipe.is_empty() {
+        let sets: Vec<Keyed> = flags
+            .iter()
+            .filter_map(|(id, def)| {
+                let value = codec::encode(def, self.max_value_bytes).ok()?;
+                let key = self.keys.key(id).into_bytes();
+                let cmd = set_command(&key, &value, ttl).arg("NX").clone();
+                Some(Keyed { key, cmd })
+            })
+            .collect();
+        if sets.is_empty() {
             return Ok(0);
         }
-        let replies: Vec<Value> = self
-            .round_trip(async |conn| pipe.query_async(conn).await)
-            .await?;
+        let replies = self.per_node(&sets).await?;
         let stored = replies.iter().filter(|r| matches!(r, Value::Okay)).count();
         add(&self.counters.writes, stored as u64);
         Ok(stored)
@@ -413,13 +496,29 @@ impl RedisCache {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut pipe = Pipeline::with_capacity(ids.len());
-        for id in ids {
-            set_command(&mut pipe, self.keys.key(id), codec::TOMBSTONE, ttl).ignore();
+        let sets: Vec<Keyed> = ids
+            .iter()
+            .map(|id| {
+                let key = self.keys.key(id).into_bytes();
+                let cmd = set_command(&key, codec::TOMBSTONE, ttl);
+                Keyed { key, cmd }
+            })
+            .collect();
+        if let Some(refused) = self
+            .per_node(&sets)
+            .await?
+            .into_iter()
+            .find_map(|r| match r {
+                Value::ServerError(e) => Some(e),
+                _ => None,
+            })
+        {
+            add(&self.counters.errors, 1);
+            return Err(Error::new(
+                ErrorKind::Backend,
+                format!("Redis refused a tombstone: {refused:?}"),
+            ));
         }
-        let () = self
-            .round_trip(async |conn| pipe.query_async(conn).await)
-            .await?;
         add(&self.counters.keys_removed, ids.len() as u64);
         Ok(())
     }
@@ -440,27 +539,55 @@ impl RedisCache {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut unlink = redis::cmd("UNLINK");
-        for id in ids {
-            unlink.arg(self.keys.key(id));
-        }
-        let removed: u64 = self.request(&unlink).await?;
+        let keys: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|id| self.keys.key(id).into_bytes())
+            .collect();
+        let removed = self.unlink(keys).await?;
         add(&self.counters.keys_removed, removed);
         Ok(())
     }
 
+    /// Removes `keys`: one `UNLINK` on a single node, one pipeline of them per primary on a
+    /// cluster. Returns how many existed.
+    async fn unlink(&self, keys: Vec<Vec<u8>>) -> Result<u64> {
+        if self.shards.is_none() {
+            return self.request(redis::cmd("UNLINK").arg(&keys)).await;
+        }
+        let unlinks: Vec<Keyed> = keys
+            .into_iter()
+            .map(|key| {
+                let cmd = redis::cmd("UNLINK").arg(&key).clone();
+                Keyed { key, cmd }
+            })
+            .collect();
+        let mut removed = 0;
+        for reply in self.per_node(&unlinks).await? {
+            match reply {
+                Value::Int(n) => removed += u64::try_from(n).unwrap_or(0),
+                other => {
+                    add(&self.counters.errors, 1);
+                    return Err(Error::new(
+                        ErrorKind::Backend,
+                        format!("UNLINK answered {other:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Every valid definition stored under this cache's prefix (not under a prefix nested in
-    /// it): `SCAN MATCH {prefix}:flag:*` and one `MGET` per batch. Corrupt values, and keys of
-    /// the prefix whose name is not UTF-8, are left out (counted as decode errors). For warming
-    /// an instance up from L2.
+    /// it): `SCAN MATCH {prefix}:flag:*` (on every primary of a cluster) and one batch read per
+    /// page. Corrupt values, and keys of the prefix whose name is not UTF-8, are left out
+    /// (counted as decode errors). For warming an instance up from L2.
     ///
     /// # Errors
     /// Connection errors and timeouts.
     pub async fn try_load_all(&self) -> Result<Vec<FlagDefinition>> {
-        let mut cursor: u64 = 0;
         let mut defs = Vec::new();
-        loop {
-            let (next, keys) = self.scan_page(cursor).await?;
+        let mut scan = self.scan_every_primary().await?;
+        while let Some(keys) = scan.next_page(self).await? {
             let mut ids = Vec::with_capacity(keys.len());
             for key in &keys {
                 match self.keys.own(key) {
@@ -470,7 +597,7 @@ impl RedisCache {
                     None => {}
                 }
             }
-            // SCAN may return a key twice; a later MGET simply reads it again.
+            // SCAN may return a key twice; a later read simply reads it again.
             if !ids.is_empty() {
                 let found = self.try_get_many(&ids).await?;
                 defs.extend(
@@ -479,51 +606,34 @@ impl RedisCache {
                         .map(|f| FlagDefinition::clone(&f.definition)),
                 );
             }
-            if next == 0 {
-                defs.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
-                defs.dedup_by(|a, b| a.id == b.id);
-                return Ok(defs);
-            }
-            cursor = next;
         }
+        defs.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        defs.dedup_by(|a, b| a.id == b.id);
+        Ok(defs)
     }
 
     /// Removes every key of this cache's prefix, and only those (not the keys of a prefix
-    /// nested under it): `SCAN MATCH {prefix}:flag:*` and one `UNLINK` per batch. Returns how
-    /// many keys it removed. Keys written while it runs may survive it.
+    /// nested under it): `SCAN MATCH {prefix}:flag:*` (on every primary of a cluster) and one
+    /// `UNLINK` batch per page. Returns how many keys it removed. Keys written while it runs
+    /// may survive it.
     ///
     /// # Errors
     /// Connection errors and timeouts (keys removed before the failure stay removed).
     pub async fn try_clear(&self) -> Result<u64> {
-        let mut cursor: u64 = 0;
         let mut removed = 0;
-        loop {
-            let (next, mut keys) = self.scan_page(cursor).await?;
-            keys.retain(|key| self.keys.own(key).is_some());
+        let mut scan = self.scan_every_primary().await?;
+        while let Some(keys) = scan.next_page(self).await? {
+            let keys: Vec<Vec<u8>> = keys
+                .into_iter()
+                .filter(|key| self.keys.own(key).is_some())
+                .collect();
             if !keys.is_empty() {
-                let n: u64 = self.request(redis::cmd("UNLINK").arg(&keys)).await?;
+                let n = self.unlink(keys).await?;
                 removed += n;
                 add(&self.counters.keys_removed, n);
             }
-            if next == 0 {
-                return Ok(removed);
-            }
-            cursor = next;
         }
-    }
-
-    /// One `SCAN` page of the keys matching this prefix's pattern, as bytes (a key name need
-    /// not be UTF-8): the next cursor (0 at the end) and the keys.
-    async fn scan_page(&self, cursor: u64) -> Result<(u64, Vec<Vec<u8>>)> {
-        self.request(
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(self.keys.pattern())
-                .arg("COUNT")
-                .arg(self.scan_batch),
-        )
-        .await
+        Ok(removed)
     }
 
     /// Runs a script call, sent by SHA and again with its body when the server lost it.
@@ -605,15 +715,16 @@ impl RedisCache {
         writes: &[Write],
         with_body: bool,
     ) -> Result<Vec<redis::RedisResult<i64>>> {
-        let mut pipe = Pipeline::with_capacity(writes.len());
-        pipe.ignore_errors();
-        for w in writes {
-            pipe.add_command(w.command(with_body));
-        }
-        let values: Vec<Value> = self
-            .round_trip(async |conn| pipe.query_async(conn).await)
-            .await?;
-        Ok(values
+        let commands: Vec<Keyed> = writes
+            .iter()
+            .map(|w| Keyed {
+                key: w.key.clone().into_bytes(),
+                cmd: w.command(with_body),
+            })
+            .collect();
+        Ok(self
+            .per_node(&commands)
+            .await?
             .into_iter()
             .map(|v| match v {
                 // Kept as the server's error, so a NOSCRIPT is recognized.
@@ -633,7 +744,7 @@ impl RedisCache {
     /// counting it and its failure.
     async fn round_trip<T>(
         &self,
-        send: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
+        send: impl AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
     ) -> Result<T> {
         add(&self.counters.round_trips, 1);
         let Leased {
@@ -723,17 +834,13 @@ fn ttl_millis(ttl: Duration) -> Option<u64> {
 }
 
 /// `SET key value [PX ttl]` with the rest of the arguments added by the caller.
-fn set_command<'p>(
-    pipe: &'p mut Pipeline,
-    key: String,
-    value: &[u8],
-    ttl: Duration,
-) -> &'p mut Pipeline {
-    let cmd = pipe.cmd("SET").arg(key).arg(value);
-    match ttl_millis(ttl) {
-        Some(ms) => cmd.arg("PX").arg(ms),
-        None => cmd,
+fn set_command(key: &[u8], value: &[u8], ttl: Duration) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(value);
+    if let Some(ms) = ttl_millis(ttl) {
+        cmd.arg("PX").arg(ms);
     }
+    cmd
 }
 
 /// One checked write.

@@ -1,7 +1,9 @@
 //! `RedisCache` as the tiered cache's L2 ([`FlagStore`]): each method is the matching `try_*`
-//! call, and the backplane is Redis pub/sub on `{prefix}:flagcache:v1:events`.
+//! call, and the backplane is Redis pub/sub on `{prefix}:flagcache:v1:events` (sharded pub/sub
+//! on a cluster: `sharded`).
 
 use super::RedisCache;
+use super::conn::Target;
 use crate::cache::CachedFlag;
 use crate::error::{ErrorKind, Result};
 use crate::flag::{FlagDefinition, FlagId};
@@ -57,6 +59,10 @@ impl FlagStore for RedisCache {
     }
 
     async fn subscribe(&self) -> Result<Subscription> {
+        if let Target::Cluster(_, _, seeds) = self.link.target() {
+            let messages = self.subscribe_sharded(seeds, &self.channel()).await?;
+            return Ok(Subscription::from_source(messages));
+        }
         let (sink, stream) = self.subscribe(&self.channel()).await?.split();
         let every = self.health_check_interval();
         Ok(Subscription::from_source(Messages {

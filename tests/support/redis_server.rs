@@ -102,7 +102,7 @@ fn make_certificates(dir: &std::path::Path) -> bool {
 }
 
 /// Says the test is skipped because of `why`, or fails it when `FLAGCACHE_REQUIRE_REDIS=1`.
-fn skip_or_fail(why: &str) {
+pub fn skip_or_fail(why: &str) {
     assert!(
         std::env::var("FLAGCACHE_REQUIRE_REDIS").as_deref() != Ok("1"),
         "FLAGCACHE_REQUIRE_REDIS=1 but {why}"
@@ -285,6 +285,16 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// One command, without a password, on a fresh connection to whatever server listens on `port`
+/// of 127.0.0.1: the nodes of the cluster harness (`redis_cluster.rs`) are not `RedisServer`s.
+pub fn try_command_on(port: u16, args: &[&str]) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    stream.write_all(&encode(&args))?;
+    read_reply(&mut BufReader::new(stream))
 }
 
 fn encode(args: &[&[u8]]) -> Vec<u8> {

@@ -1,0 +1,188 @@
+//! L2 on a Redis Cluster against its floor, in one run: `RedisCache::try_get` (one hit) and
+//! `try_get_many` (100 hits spread over every primary), each beside the same read done with
+//! the bare `redis` cluster client (`GET`, and `MGET` of the same keys, which the client splits
+//! by slot). The bare client is the floor: no timeout wrapper, no JSON decoding, keys built
+//! once.
+//!
+//! Both talk to a private three-primary cluster on loopback ports (started with the tests'
+//! harness), one request at a time; compare the ratios, not the absolute times. Without
+//! `redis-server` and `redis-cli` on the `PATH` the bench says so and measures nothing.
+//!
+//! Run: `cargo bench --bench cluster`.
+
+#[path = "../tests/support/redis_cluster.rs"]
+mod redis_cluster;
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use flagcache::{FlagDefinition, FlagId, RedisCache};
+use redis::AsyncCommands;
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::io::tcp::TcpSettings;
+use redis::{ConnectionInfo, IntoConnectionInfo};
+use redis_cluster::RedisCluster;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
+
+/// Flags read by `get_many` (and the set `get` cycles through).
+const FLAGS: usize = 100;
+
+struct Fixture {
+    runtime: Runtime,
+    cache: RedisCache,
+    bare: ClusterConnection,
+    ids: Vec<FlagId>,
+    keys: Vec<String>,
+    _cluster: RedisCluster,
+}
+
+impl Fixture {
+    fn new() -> Option<Self> {
+        let cluster = RedisCluster::start(3, 0)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let ids: Vec<FlagId> = (0..FLAGS)
+            .map(|i| FlagId::new(format!("flag.service-{}.feature_{i:05}", i % 37)))
+            .collect();
+        let flags: Vec<(FlagId, FlagDefinition)> = ids
+            .iter()
+            .map(|id| {
+                let def = FlagDefinition::new_boolean(id.as_str(), "bench flag", true).unwrap();
+                (id.clone(), def)
+            })
+            .collect();
+        let (cache, bare) = runtime.block_on(async {
+            let cache = RedisCache::cluster_builder(cluster.urls())
+                .prefix("bench")
+                .response_timeout(Duration::from_millis(500))
+                .build()
+                .unwrap();
+            cache.try_ping().await.unwrap();
+            let outcome = cache.try_set_many(&flags, None).await.unwrap();
+            assert_eq!(outcome.stored, FLAGS, "preload");
+            // A first batch read fetches the slot map: not part of a measurement.
+            assert_eq!(cache.try_get_many(&ids).await.unwrap().len(), FLAGS);
+            let seeds: Vec<ConnectionInfo> = cluster
+                .urls()
+                .iter()
+                .map(|u| {
+                    u.as_str()
+                        .into_connection_info()
+                        .unwrap()
+                        .set_tcp_settings(TcpSettings::default().set_nodelay(true))
+                })
+                .collect();
+            let bare = ClusterClientBuilder::new(seeds)
+                .build()
+                .unwrap()
+                .get_async_connection()
+                .await
+                .unwrap();
+            (cache, bare)
+        });
+        let keys = ids.iter().map(|id| cache.key_of(id)).collect();
+        Some(Self {
+            runtime,
+            cache,
+            bare,
+            ids,
+            keys,
+            _cluster: cluster,
+        })
+    }
+
+    fn group<'c>(
+        c: &'c mut Criterion,
+        name: &str,
+        elements: usize,
+    ) -> BenchmarkGroup<'c, WallTime> {
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Elements(elements as u64));
+        g.warm_up_time(Duration::from_millis(500));
+        g.measurement_time(Duration::from_secs(2));
+        g.sample_size(20);
+        g
+    }
+
+    fn time<F, Fut>(&self, iters: u64, mut op: F) -> Duration
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        self.runtime.block_on(async {
+            let start = Instant::now();
+            for i in 0..iters {
+                op(i as usize % FLAGS).await;
+            }
+            start.elapsed()
+        })
+    }
+}
+
+/// One flag, a hit: `try_get` against a `GET` of the same key.
+fn get(c: &mut Criterion, f: &Fixture) {
+    let mut g = Fixture::group(c, "cluster/get", 1);
+    g.bench_function("flagcache", |b| {
+        b.iter_custom(|iters| {
+            f.time(iters, |i| async move {
+                let hit = f.cache.try_get(&f.ids[i]).await.unwrap();
+                assert!(black_box(hit).is_some());
+            })
+        })
+    });
+    g.bench_function("bare_client", |b| {
+        b.iter_custom(|iters| {
+            f.time(iters, |i| {
+                let mut conn = f.bare.clone();
+                async move {
+                    let hit: Option<Vec<u8>> = conn.get(&f.keys[i]).await.unwrap();
+                    assert!(black_box(hit).is_some());
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
+/// 100 hits over every primary: `try_get_many` (one pipeline per primary, decoded) against
+/// the bare client's `MGET` of the same keys (split by slot, raw bytes).
+fn get_many(c: &mut Criterion, f: &Fixture) {
+    let mut g = Fixture::group(c, "cluster/get_many_100", FLAGS);
+    g.bench_function("flagcache", |b| {
+        b.iter_custom(|iters| {
+            f.time(iters, |_| async {
+                let hits = f.cache.try_get_many(&f.ids).await.unwrap();
+                assert_eq!(black_box(hits).len(), FLAGS);
+            })
+        })
+    });
+    g.bench_function("bare_client", |b| {
+        b.iter_custom(|iters| {
+            f.time(iters, |_| {
+                let mut conn = f.bare.clone();
+                async move {
+                    let hits: Vec<Option<Vec<u8>>> = conn.mget(&f.keys).await.unwrap();
+                    assert_eq!(black_box(hits).len(), FLAGS);
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let Some(f) = Fixture::new() else {
+        eprintln!("cluster bench: no redis-server/redis-cli on the PATH; nothing measured");
+        return;
+    };
+    get(c, &f);
+    get_many(c, &f);
+}
+
+criterion_group!(cluster, benches);
+criterion_main!(cluster);

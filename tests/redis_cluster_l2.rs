@@ -1,0 +1,361 @@
+//! `RedisCache` on a real local Redis Cluster that the tests start (see
+//! `tests/support/redis_cluster.rs`): every operation with its single-node meaning, batches
+//! served by each key's own primary, `clear` and `load_all` over every primary, the version
+//! guard, the backplane on sharded pub/sub, and a primary's failover.
+
+#![cfg(feature = "redis")]
+
+#[path = "support/redis_cluster.rs"]
+mod redis_cluster;
+#[path = "support/sources.rs"]
+mod sources;
+#[path = "support/wait.rs"]
+mod wait;
+
+use flagcache::{ErrorKind, FlagCache, FlagDefinition, FlagId, RedisCache, TieredCache};
+use redis_cluster::{RedisCluster, Reply};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use wait::wait_for;
+
+const TIMEOUT: Duration = Duration::from_millis(200);
+
+fn def(id: &str, version: u64) -> FlagDefinition {
+    let mut d = FlagDefinition::new_boolean(id, "A flag", true).unwrap();
+    d.version = version;
+    d
+}
+
+fn ids(prefix: &str, n: usize) -> Vec<FlagId> {
+    (0..n)
+        .map(|i| FlagId::new(format!("{prefix}.feature_{i:04}")))
+        .collect()
+}
+
+fn cache(cluster: &RedisCluster, prefix: &str) -> RedisCache {
+    RedisCache::cluster_builder(cluster.urls())
+        .prefix(prefix)
+        .response_timeout(TIMEOUT)
+        .build()
+        .unwrap()
+}
+
+/// A statistic of `INFO <section>` on the node at `port` (`cmdstat_get` → its `calls=`,
+/// `errorstat_MOVED` → its `count=`); 0 when absent.
+fn node_stat(cluster: &RedisCluster, port: u16, section: &str, name: &str) -> u64 {
+    let Reply::Bulk(Some(info)) = cluster.command(port, &["INFO", section]) else {
+        panic!("INFO {section} on {port}");
+    };
+    let info = String::from_utf8(info).unwrap();
+    let needle = format!("{name}:");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .map_or(0, |rest| {
+            let value = rest.split(',').next().unwrap();
+            value.split('=').nth(1).unwrap().parse().unwrap()
+        })
+}
+
+fn reset_stats(cluster: &RedisCluster) {
+    for port in cluster.primaries() {
+        cluster.command(port, &["CONFIG", "RESETSTAT"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_keeps_its_meaning_on_a_cluster() {
+    let Some(cluster) = RedisCluster::start(3, 0) else {
+        return;
+    };
+    let l2 = cache(&cluster, "app");
+    l2.try_ping().await.unwrap();
+
+    // get / set / invalidate of one key.
+    let one = FlagId::new("checkout.new-flow");
+    assert!(l2.try_get(&one).await.unwrap().is_none());
+    l2.try_set(&one, &def("checkout.new-flow", 1), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        l2.try_get(&one).await.unwrap().unwrap().definition.version,
+        1
+    );
+    // The version guard holds on a cluster.
+    let refused = l2.try_set(&one, &def("checkout.new-flow", 0), None).await;
+    assert_eq!(refused.unwrap_err().kind(), ErrorKind::StaleVersion);
+    l2.try_invalidate(&one).await.unwrap();
+    assert!(l2.try_get(&one).await.unwrap().is_none());
+
+    // set_many and get_many of 1 000 ids spread over every primary.
+    let many = ids("svc", 1000);
+    let by_primary = many.iter().fold(HashMap::<u16, u64>::new(), |mut m, id| {
+        *m.entry(cluster.primary_of(&l2.key_of(id))).or_default() += 1;
+        m
+    });
+    assert_eq!(by_primary.len(), 3, "the ids cover every primary");
+    let flags: Vec<(FlagId, FlagDefinition)> = many
+        .iter()
+        .map(|id| (id.clone(), def(id.as_str(), 2)))
+        .collect();
+    let outcome = l2.try_set_many(&flags, None).await.unwrap();
+    assert_eq!(outcome.stored, 1000);
+    assert!(outcome.refused.is_empty());
+    // A lower version of some is refused, one by one, behind the guard.
+    let lower: Vec<(FlagId, FlagDefinition)> = many[..10]
+        .iter()
+        .map(|id| (id.clone(), def(id.as_str(), 1)))
+        .collect();
+    let outcome = l2.try_set_many(&lower, None).await.unwrap();
+    assert_eq!(outcome.refused.len(), 10);
+
+    reset_stats(&cluster);
+    let round_trips = l2.redis_stats().round_trips;
+    let found = l2.try_get_many(&many).await.unwrap();
+    assert_eq!(found.len(), 1000);
+    assert!(found.values().all(|f| f.definition.version == 2));
+    // Each key was read from its own primary, without a redirect, in one batch.
+    for (&port, &owned) in &by_primary {
+        assert_eq!(
+            node_stat(&cluster, port, "commandstats", "cmdstat_get"),
+            owned
+        );
+        assert_eq!(
+            node_stat(&cluster, port, "errorstats", "errorstat_MOVED"),
+            0
+        );
+    }
+    assert_eq!(l2.redis_stats().round_trips - round_trips, 1);
+
+    // A corrupt value is a counted miss; the rest of the batch is served.
+    let corrupt_key = l2.key_of(&many[0]);
+    cluster.command(
+        cluster.primary_of(&corrupt_key),
+        &["SET", &corrupt_key, "{oops"],
+    );
+    let decode_errors = l2.redis_stats().decode_errors;
+    assert_eq!(l2.try_get_many(&many).await.unwrap().len(), 999);
+    assert_eq!(l2.redis_stats().decode_errors, decode_errors + 1);
+    // A write replaces the corrupt value whatever its version.
+    l2.try_set(&many[0], &def(many[0].as_str(), 1), None)
+        .await
+        .unwrap();
+
+    // load_all reads every primary.
+    let all = l2.try_load_all().await.unwrap();
+    assert_eq!(all.len(), 1000);
+
+    // invalidate_many of ids on every primary.
+    l2.try_invalidate_many(&many[..100]).await.unwrap();
+    assert_eq!(l2.try_get_many(&many).await.unwrap().len(), 900);
+
+    // clear of one prefix reaches every primary and leaves the other prefixes alone.
+    let other = cache(&cluster, "other");
+    let nested = cache(&cluster, "app:flag:x");
+    let theirs = ids("theirs", 300);
+    for l2 in [&other, &nested] {
+        let flags: Vec<_> = theirs
+            .iter()
+            .map(|id| (id.clone(), def(id.as_str(), 1)))
+            .collect();
+        l2.try_set_many(&flags, None).await.unwrap();
+    }
+    assert_eq!(l2.try_clear().await.unwrap(), 900);
+    assert!(l2.try_get_many(&many).await.unwrap().is_empty());
+    assert_eq!(other.try_get_many(&theirs).await.unwrap().len(), 300);
+    assert_eq!(nested.try_get_many(&theirs).await.unwrap().len(), 300);
+
+    // The trait, as a user holds it.
+    let f = FlagId::new("trait.flag");
+    FlagCache::set(&l2, &f, def("trait.flag", 3), None).await;
+    assert!(FlagCache::get(&l2, &f).await.is_some());
+    FlagCache::set_many(&l2, vec![(f.clone(), def("trait.flag", 4))], None).await;
+    assert_eq!(
+        FlagCache::get_many(&l2, std::slice::from_ref(&f)).await[&f]
+            .definition
+            .version,
+        4
+    );
+    FlagCache::invalidate_many(&l2, std::slice::from_ref(&f)).await;
+    assert!(FlagCache::get(&l2, &f).await.is_none());
+    FlagCache::set(&l2, &f, def("trait.flag", 5), None).await;
+    FlagCache::invalidate(&l2, &f).await;
+    assert!(FlagCache::get(&l2, &f).await.is_none());
+    FlagCache::set(&l2, &f, def("trait.flag", 6), None).await;
+    FlagCache::clear(&l2).await;
+    assert!(FlagCache::get(&l2, &f).await.is_none());
+    assert!(FlagCache::stats(&l2).await.hits > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backplane_carries_notices_between_instances_on_sharded_pub_sub() {
+    let Some(cluster) = RedisCluster::start(3, 0) else {
+        return;
+    };
+    let db = sources::Db::new("cluster-backplane");
+    db.source.upsert(&sources::def("f", 1)).unwrap();
+    let instance = || {
+        TieredCache::builder()
+            .l2(cache(&cluster, "fleet"))
+            .source(db.source.clone())
+            .l1_ttl(Duration::from_secs(600))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (instance(), instance());
+    let _task = b.start_backplane().unwrap();
+    wait_for("B's subscription", || b.tiered_stats().backplane_subscribed).await;
+
+    let f = FlagId::new("f");
+    assert_eq!(b.get(&f).await.unwrap().definition.version, 1);
+    db.source.upsert(&sources::def("f", 2)).unwrap();
+    a.try_set(&f, sources::def("f", 2), None).await.unwrap();
+    wait_for("B to drop its copy", || {
+        b.l1()
+            .get_now("f")
+            .is_none_or(|c| c.definition.version == 2)
+    })
+    .await;
+    assert_eq!(b.tiered_stats().notices_received, 1);
+    assert_eq!(b.get(&f).await.unwrap().definition.version, 2);
+
+    // The notice went over the channel's shard only: sharded pub/sub.
+    let channel = "{fleet}:flagcache:v1:events";
+    let shard = cluster.primary_of(channel);
+    let Reply::Array(Some(counts)) = cluster.command(shard, &["PUBSUB", "SHARDNUMSUB", channel])
+    else {
+        panic!("PUBSUB SHARDNUMSUB");
+    };
+    assert_eq!(counts[1], Reply::Integer(1), "B is subscribed on the shard");
+
+    // A change B cannot hear about (written to L2 directly, no notice), then B's subscription
+    // dropped: it subscribes again and revalidates L1.
+    let unheard = |version| {
+        let l2 = a.l2::<RedisCache>().unwrap();
+        async move {
+            l2.try_set(&FlagId::new("f"), &sources::def("f", version), None)
+                .await
+        }
+    };
+    unheard(3).await.unwrap();
+    cluster.command(shard, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+    wait_for("B to revalidate after a dropped subscription", || {
+        b.l1()
+            .get_now("f")
+            .is_some_and(|c| c.definition.version == 3)
+    })
+    .await;
+    assert!(b.tiered_stats().revalidations >= 1);
+
+    // The channel's slot moved to another primary: the server ends the sharded subscription,
+    // and B subscribes again (on the new shard) and revalidates.
+    wait_for("B's subscription", || b.tiered_stats().backplane_subscribed).await;
+    let subscriptions = b.tiered_stats().subscriptions;
+    unheard(4).await.unwrap();
+    let target = *cluster.primaries().iter().find(|&&p| p != shard).unwrap();
+    cluster.move_empty_slot(channel, target);
+    wait_for("B to revalidate after the slot moved", || {
+        b.l1()
+            .get_now("f")
+            .is_some_and(|c| c.definition.version == 4)
+    })
+    .await;
+    assert!(b.tiered_stats().subscriptions > subscriptions);
+    wait_for("B's subscription", || b.tiered_stats().backplane_subscribed).await;
+    db.source.upsert(&sources::def("f", 5)).unwrap();
+    a.try_set(&f, sources::def("f", 5), None).await.unwrap();
+    wait_for("B to hear of a write on the new shard", || {
+        b.l1()
+            .get_now("f")
+            .is_none_or(|c| c.definition.version == 5)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_costs_calls_at_most_their_timeout_and_service_comes_back() {
+    let Some(mut cluster) = RedisCluster::start(3, 1) else {
+        return;
+    };
+    let l2 = cache(&cluster, "failover");
+    let many = ids("fo", 300);
+    let flags: Vec<_> = many
+        .iter()
+        .map(|id| (id.clone(), def(id.as_str(), 1)))
+        .collect();
+    l2.try_set_many(&flags, None).await.unwrap();
+    // Replicated before the primary dies (a failover loses what its replica had not got).
+    cluster.wait_replicated(Duration::from_secs(10));
+    assert_eq!(l2.try_get_many(&many).await.unwrap().len(), 300);
+
+    let victim = cluster.primary_of(&l2.key_of(&many[0]));
+    cluster.kill(victim);
+    let killed = Instant::now();
+    let back = until_served(&l2, &many, "the primary died").await;
+    eprintln!("failover: reads and writes served again after {back:?}");
+    assert!(
+        back >= Duration::from_millis(500),
+        "the write was taken before a replica could be promoted: the kill did not take"
+    );
+    assert!(killed.elapsed() < Duration::from_secs(20));
+}
+
+/// Reads all of `many` and writes the first of them, again and again, until both succeed;
+/// asserts that no round of calls takes longer than the timeouts allow. Returns how long it
+/// took.
+async fn until_served(l2: &RedisCache, many: &[FlagId], what: &str) -> Duration {
+    let since = Instant::now();
+    let bound = (TIMEOUT + Duration::from_millis(300)) * 3;
+    let mut version = 2;
+    loop {
+        let started = Instant::now();
+        let read = l2.try_get_many(many).await;
+        let single = l2.try_get(&many[0]).await;
+        let write = l2
+            .try_set(&many[0], &def(many[0].as_str(), version), None)
+            .await;
+        assert!(
+            started.elapsed() <= bound,
+            "three calls took {:?} after {what}",
+            started.elapsed()
+        );
+        let read_all = matches!(&read, Ok(found) if found.len() == many.len());
+        if read_all && matches!(single, Ok(Some(_))) && write.is_ok() {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(20),
+            "service not back 20 s after {what}: {:?} / {single:?} / {write:?}",
+            read.map(|found| found.len())
+        );
+        version += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_gone_silent_costs_calls_their_timeout_until_its_replica_takes_over() {
+    let Some(cluster) = RedisCluster::start(3, 1) else {
+        return;
+    };
+    let l2 = cache(&cluster, "silent");
+    let many = ids("si", 300);
+    let flags: Vec<_> = many
+        .iter()
+        .map(|id| (id.clone(), def(id.as_str(), 1)))
+        .collect();
+    l2.try_set_many(&flags, None).await.unwrap();
+    cluster.wait_replicated(Duration::from_secs(10));
+    assert_eq!(l2.try_get_many(&many).await.unwrap().len(), 300);
+
+    // The primary stops answering with its connections open (SIGSTOP): no error reaches the
+    // client, only silence, until the cluster fails it over (cluster-node-timeout 1 s).
+    let victim = cluster.primary_of(&l2.key_of(&many[0]));
+    cluster.pause(victim);
+    let back = until_served(&l2, &many, "the primary went silent").await;
+    eprintln!("silent primary: service back after {back:?}");
+    assert!(
+        l2.redis_stats().timeouts > 0,
+        "the silence was seen as timeouts"
+    );
+    cluster.resume(victim);
+}
