@@ -69,11 +69,15 @@ impl RedisCache {
         Ok(replies)
     }
 
-    /// A walk over the keys of this prefix on every primary (on one node, that node's).
+    /// A walk over the keys of this prefix on every primary (on one node, that node's), each
+    /// primary reached through one slot it serves.
     ///
     /// # Errors
     /// Connection errors and timeouts (fetching a cluster's slot map).
     pub(crate) async fn scan_every_primary(&self) -> Result<KeyScan> {
+        // A walk is rare and must reach every primary: it starts from a fresh map, not one
+        // that predates a failover or a new node.
+        self.stale_slot_map();
         let primaries: Vec<Option<u16>> = match self.slot_map().await? {
             Some(map) => map.primaries().iter().copied().map(Some).collect(),
             None => vec![None],
