@@ -188,17 +188,37 @@ impl RedisCluster {
         for port in cluster.ports() {
             create.arg(format!("127.0.0.1:{port}"));
         }
-        let output = create
+        // Its output goes to a file, not a pipe, so that nothing blocks while it is waited for.
+        let log = cluster.nodes[0].dir.join("redis-cli.log");
+        let log_file = std::fs::File::create(&log).expect("create redis-cli.log");
+        let mut cli = create
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
-            .output()
+            .stdout(log_file.try_clone().expect("clone the log's handle"))
+            .stderr(log_file)
+            .spawn()
             .expect("run redis-cli --cluster create");
-        assert!(
-            output.status.success(),
-            "redis-cli --cluster create failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        // Bounded: redis-cli waits for the nodes to agree forever, even once they are dead.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = cli.try_wait().expect("wait for redis-cli") {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = cli.kill();
+                let _ = cli.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if !status.is_some_and(|s| s.success()) {
+            let outcome = match status {
+                Some(status) => format!("failed ({status})"),
+                None => "did not finish within 30 s".into(),
+            };
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("redis-cli --cluster create {outcome}:\n{log}");
+        }
         // redis-cli returns once the nodes agree on the configuration, before gossip has
         // reached every node and before the replicas have their data.
         cluster.wait_ok(Duration::from_secs(30));
