@@ -359,3 +359,89 @@ async fn a_primary_gone_silent_costs_calls_their_timeout_until_its_replica_takes
     );
     cluster.resume(victim);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_primary_is_left_behind_even_while_other_nodes_answer() {
+    let Some(cluster) = RedisCluster::start(3, 1) else {
+        return;
+    };
+    let l2 = cache(&cluster, "hung");
+    let many = ids("hu", 300);
+    let flags: Vec<_> = many
+        .iter()
+        .map(|id| (id.clone(), def(id.as_str(), 1)))
+        .collect();
+    l2.try_set_many(&flags, None).await.unwrap();
+    cluster.wait_replicated(Duration::from_secs(10));
+    let victim = cluster.primary_of(&l2.key_of(&many[0]));
+    let healthy = many
+        .iter()
+        .find(|id| cluster.primary_of(&l2.key_of(id)) != victim)
+        .unwrap();
+
+    // Every call to the silent primary times out, and between two of them another node
+    // answers: the connection as a whole is not silent, its view of the cluster is stale.
+    cluster.pause(victim);
+    let paused = Instant::now();
+    let back = loop {
+        let started = Instant::now();
+        let on_victim = l2.try_get(&many[0]).await;
+        // Answered, or refused while the cluster is down (until the replica is promoted).
+        let other = l2.try_get(healthy).await;
+        assert!(
+            matches!(&other, Ok(Some(_))) || other.is_err_and(|e| e.is_transient()),
+            "a healthy node's key"
+        );
+        assert!(started.elapsed() <= (TIMEOUT + Duration::from_millis(300)) * 2);
+        if matches!(on_victim, Ok(Some(_))) {
+            break paused.elapsed();
+        }
+        assert!(
+            paused.elapsed() < Duration::from_secs(20),
+            "the silent primary's keys never came back while other nodes answered: {on_victim:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!("silent primary among answering ones: served again after {back:?}");
+    cluster.resume(victim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_whose_slot_map_went_stale_recovers_even_when_its_batches_time_out() {
+    let Some(cluster) = RedisCluster::start(3, 0) else {
+        return;
+    };
+    let writer = RedisCache::cluster_builder(cluster.urls())
+        .prefix("big")
+        .response_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // Tight for 5 000 ids: a batch that falls back key by key does not fit.
+    let reader = RedisCache::cluster_builder(cluster.urls())
+        .prefix("big")
+        .response_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let many = ids("b", 5000);
+    reader.try_get_many(&many[..10]).await.unwrap(); // the reader's map, soon stale
+    let key = reader.key_of(&many[0]);
+    let source = cluster.primary_of(&key);
+    let target = *cluster.primaries().iter().find(|&&p| p != source).unwrap();
+    cluster.move_empty_slot(&key, target);
+    let flags: Vec<_> = many
+        .iter()
+        .map(|id| (id.clone(), def(id.as_str(), 1)))
+        .collect();
+    writer.try_set_many(&flags, None).await.unwrap();
+
+    let mut whole = 0;
+    for _ in 0..10 {
+        if matches!(reader.try_get_many(&many).await, Ok(found) if found.len() == 5000) {
+            whole += 1;
+        }
+    }
+    assert!(
+        whole >= 5,
+        "only {whole} of 10 batches read whole after the slot move"
+    );
+}

@@ -1,4 +1,4 @@
-//! The connection of a `RedisCache`: one multiplexed connection, replaced when it goes silent.
+//! The connection of a `RedisCache` (one node's, or a cluster's), replaced when it goes silent.
 //!
 //! `ConnectionManager` reconnects when its connection fails, but a connection that stays open
 //! and stops answering (a hung server behind a load balancer, a failover, a dropped NAT entry)
@@ -14,6 +14,14 @@
 //! followed (up to [`MAX_GRACE`]): its first requests also wait for its handshake, and on a
 //! link whose round trip is near the timeout they time out too, which must not get it replaced
 //! in turn, for ever.
+//!
+//! On a cluster an answer proves less: it came from one node, while another may be silent. The
+//! cluster client follows redirects and dead nodes, but a primary that hangs with its
+//! connections open only times out, and the client keeps sending its slots there even after a
+//! replica has taken over. So on a cluster answers do not reset the count: a connection is
+//! replaced after [`SILENT_LIMIT`] timeouts (the new one learns the cluster's layout afresh),
+//! with the same growing grace, and the count starts again only after [`QUIET`] without a
+//! timeout.
 
 use super::conn::{Conn, Target};
 use crate::error::Result;
@@ -25,6 +33,9 @@ pub(crate) const SILENT_LIMIT: u64 = 3;
 
 /// The longest a new connection is given before it may be replaced.
 const MAX_GRACE: Duration = Duration::from_secs(30);
+
+/// On a cluster, how long without a timeout before past timeouts are forgotten.
+const QUIET: Duration = Duration::from_secs(10);
 
 pub(crate) struct Link {
     target: Target,
@@ -44,8 +55,10 @@ struct Current {
     silent: u64,
     /// When this connection was set up (it connects on its first request).
     born: Instant,
-    /// Replacements in a row that no answer followed.
+    /// Replacements in a row that no answer followed (on a cluster: no quiet period).
     unanswered: u32,
+    /// The last timeout on this link (any connection), for a cluster's quiet period.
+    last_timeout: Option<Instant>,
 }
 
 /// A connection handle and the generation it belongs to.
@@ -67,6 +80,7 @@ impl Link {
                 silent: 0,
                 born: Instant::now(),
                 unanswered: 0,
+                last_timeout: None,
             }),
             watching: AtomicU64::new(0),
         })
@@ -89,7 +103,8 @@ impl Link {
     /// A request sent on `generation` was answered (even with an error): that connection is
     /// alive.
     pub(crate) fn answered(&self, generation: u64) {
-        if self.watching.load(Ordering::Relaxed) == 0 {
+        // On a cluster, one node's answer says nothing of another's silence (module docs).
+        if self.watching.load(Ordering::Relaxed) == 0 || self.target.is_cluster() {
             return;
         }
         let mut current = lock(&self.current);
@@ -106,6 +121,14 @@ impl Link {
         let mut current = lock(&self.current);
         if current.generation != generation {
             return false;
+        }
+        if self.target.is_cluster() {
+            let now = Instant::now();
+            if current.last_timeout.is_some_and(|t| now - t >= QUIET) {
+                current.silent = 0;
+                current.unanswered = 0;
+            }
+            current.last_timeout = Some(now);
         }
         current.silent += 1;
         self.watching.store(1, Ordering::Relaxed);

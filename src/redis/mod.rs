@@ -773,6 +773,9 @@ impl RedisCache {
         }
         match &result {
             Err(e) if e.is_transient() => {
+                // On a cluster, a failure may mean the layout changed: the next batch groups
+                // its keys by a map fetched again.
+                self.stale_slot_map();
                 let counter = if e.kind() == ErrorKind::Timeout {
                     &self.counters.timeouts
                 } else {
@@ -799,12 +802,26 @@ impl RedisCache {
 
     /// Maps a client error to the crate's kinds.
     fn classify(&self, e: redis::RedisError) -> Error {
+        use redis::ServerErrorKind as Server;
         let kind = if e.is_timeout() {
             ErrorKind::Timeout
         } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
             ErrorKind::Unavailable
         } else {
-            ErrorKind::Backend
+            match e.kind() {
+                // A cluster that cannot serve a key now: no node to send it to, a failover or
+                // a slot move under way, a node still loading. A retry may help.
+                redis::ErrorKind::ClusterConnectionNotFound
+                | redis::ErrorKind::Server(
+                    Server::ClusterDown
+                    | Server::TryAgain
+                    | Server::Moved
+                    | Server::Ask
+                    | Server::MasterDown
+                    | Server::BusyLoading,
+                ) => ErrorKind::Unavailable,
+                _ => ErrorKind::Backend,
+            }
         };
         let message = match e.kind() {
             redis::ErrorKind::AuthenticationFailed => format!("Redis refused the credentials: {e}"),
