@@ -445,3 +445,48 @@ async fn a_reader_whose_slot_map_went_stale_recovers_even_when_its_batches_time_
         "only {whole} of 10 batches read whole after the slot move"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backplane_checks_the_node_that_holds_its_subscription_after_a_failover() {
+    let Some(mut cluster) = RedisCluster::start(3, 1) else {
+        return;
+    };
+    let db = sources::Db::new("cluster-backplane-health");
+    let b = TieredCache::builder()
+        .l2(cache(&cluster, "fleet"))
+        .source(db.source.clone())
+        .build()
+        .unwrap();
+    let _task = b.start_backplane().unwrap();
+    wait_for("B's subscription", || b.tiered_stats().backplane_subscribed).await;
+    let channel = "{fleet}:flagcache:v1:events";
+
+    // The channel's shard fails over, and its old primary comes back as a replica.
+    let old = cluster.primary_of(channel);
+    let before = b.tiered_stats().subscriptions;
+    cluster.kill(old);
+    // B subscribes again at once, while the dead primary may still be in the cluster's map.
+    wait_for("B to subscribe again", || {
+        let s = b.tiered_stats();
+        s.subscriptions > before && s.backplane_subscribed
+    })
+    .await;
+    cluster.wait_ok(Duration::from_secs(20));
+    cluster.restart(old);
+    cluster.wait_ok(Duration::from_secs(20));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Now the new shard primary hangs: B's health check must notice.
+    let new = cluster.primary_of(channel);
+    let subscribed = b.tiered_stats().subscriptions;
+    cluster.pause(new);
+    let paused = Instant::now();
+    while !(!b.tiered_stats().backplane_subscribed || b.tiered_stats().subscriptions > subscribed) {
+        assert!(
+            paused.elapsed() < Duration::from_secs(10),
+            "B's health check never noticed the node holding its subscription hang"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.resume(new);
+}

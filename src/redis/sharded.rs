@@ -7,10 +7,16 @@
 //! slot move, silently; notices sent meanwhile would be lost unseen. So a disconnection, an
 //! `SUNSUBSCRIBE` from the server (the slot moved), a full queue or a failed health check ends
 //! the subscription instead: the subscriber subscribes again and revalidates L1.
+//!
+//! The health check asks the subscription's node, by address, on the very connection that
+//! carries the subscription, which primary serves the channel now: no answer (a hung node) or
+//! another primary (a failover, a slot move) ends the subscription. (Routed by slot, a check
+//! would follow the subscription client's own map, which after a failover can name another
+//! node than the one the subscription went to, and find a healthy one instead.)
 
 use super::RedisCache;
 use super::conn::ClusterSeeds;
-use super::shards;
+use super::shards::{self, SlotMap};
 use crate::error::Result;
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::tiered::store::NextNotice;
@@ -51,34 +57,71 @@ impl RedisCache {
             conn.ssubscribe(channel).await?;
             Ok::<_, redis::RedisError>(conn)
         };
-        let conn = subscribe.await.map_err(|e| self.classify(e))?;
+        let mut conn = subscribe.await.map_err(|e| self.classify(e))?;
+        let slot = shards::slot_of(channel.as_bytes());
+        let any = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
+        let home = shard_of(&mut conn, slot, any)
+            .await
+            .map_err(|e| self.classify(e))?;
         let every = self.health_check_interval();
         Ok(ShardedMessages {
             conn,
             pushes,
             overflowed,
-            ping: RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                shards::primary_route(shards::slot_of(channel.as_bytes())),
-            )),
+            slot,
+            home,
             every,
             next_check: tokio::time::Instant::now() + every,
         })
     }
 }
 
-/// The messages of one sharded subscription, health-checked as the single-node subscription
-/// is: after `every` without a message, a `PING` to the channel's shard; no answer within
-/// `every` ends the subscription.
+/// The messages of one sharded subscription, health-checked: after `every` without a message,
+/// the subscription's node must answer within `every` that it still serves the channel.
 pub(crate) struct ShardedMessages {
     conn: ClusterConnection,
     pushes: mpsc::Receiver<PushInfo>,
     overflowed: Arc<AtomicU64>,
-    ping: RoutingInfo,
+    /// The channel's slot.
+    slot: u16,
+    /// The primary that served the channel's slot when the subscription was made.
+    home: (String, u16),
     every: Duration,
     next_check: tokio::time::Instant,
 }
 
 impl ShardedMessages {
+    /// True while the subscription's node answers, and names itself the channel's primary.
+    async fn healthy(&mut self) -> bool {
+        let (host, port) = self.home.clone();
+        let home = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+        let check = async {
+            // Asked of the subscription's node itself: a hung one does not answer, a demoted
+            // one names its successor.
+            let now = shard_of(&mut self.conn, self.slot, home).await?;
+            if now != self.home {
+                tracing::warn!(
+                    from = ?self.home,
+                    to = ?now,
+                    "backplane channel moved to another shard; subscribing there"
+                );
+                return Ok(false);
+            }
+            Ok::<_, redis::RedisError>(true)
+        };
+        match tokio::time::timeout(self.every, check).await {
+            Ok(Ok(healthy)) => healthy,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "backplane subscription failed its health check");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("backplane subscription did not answer its health check");
+                false
+            }
+        }
+    }
+
     /// What one push means for the subscription: a notice, nothing, or its end.
     fn read(&self, push: PushInfo) -> Step {
         match push.kind {
@@ -93,6 +136,26 @@ impl ShardedMessages {
             }
         }
     }
+}
+
+/// The address of the primary serving `slot`, as the node `via` routes to answers now.
+async fn shard_of(
+    conn: &mut ClusterConnection,
+    slot: u16,
+    via: RoutingInfo,
+) -> redis::RedisResult<(String, u16)> {
+    let slots = conn
+        .route_command(redis::cmd("CLUSTER").arg("SLOTS").clone(), via)
+        .await?;
+    let unknown = || {
+        redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "CLUSTER SLOTS names no primary for the backplane channel",
+        ))
+    };
+    let map = SlotMap::from_reply(&slots).map_err(|_| unknown())?;
+    let (host, port) = map.address_of(slot).ok_or_else(unknown)?;
+    Ok((host.to_owned(), port))
 }
 
 enum Step {
@@ -119,17 +182,8 @@ impl NextNotice for ShardedMessages {
                         }
                     }
                     () = tokio::time::sleep_until(self.next_check) => {
-                        let ping = self.conn.route_command(redis::cmd("PING"), self.ping.clone());
-                        match tokio::time::timeout(self.every, ping).await {
-                            Ok(Ok(_)) => {}
-                            Ok(Err(e)) => {
-                                tracing::warn!(error = %e, "backplane subscription failed its health check");
-                                return None;
-                            }
-                            Err(_) => {
-                                tracing::warn!("backplane subscription did not answer its health check");
-                                return None;
-                            }
+                        if !self.healthy().await {
+                            return None;
                         }
                         self.next_check = tokio::time::Instant::now() + self.every;
                     }

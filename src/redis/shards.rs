@@ -56,6 +56,8 @@ pub(crate) struct SlotMap {
     ranges: Vec<(u16, u16, usize)>,
     /// One slot of each primary, which routes a request to it.
     primaries: Vec<u16>,
+    /// Each primary's address (host, port), as the cluster announces it.
+    addresses: Vec<(String, u16)>,
 }
 
 impl SlotMap {
@@ -69,7 +71,6 @@ impl SlotMap {
             return Err(bad("not an array"));
         };
         let mut map = SlotMap::default();
-        let mut addresses: Vec<(Vec<u8>, i64)> = Vec::new();
         for entry in entries {
             let Value::Array(fields) = entry else {
                 return Err(bad("an entry is not an array"));
@@ -86,15 +87,18 @@ impl SlotMap {
                 return Err(bad("a slot out of range"));
             }
             let address = match (node.first(), node.get(1)) {
-                (Some(Value::BulkString(host)), Some(Value::Int(port))) => (host.clone(), *port),
+                (Some(Value::BulkString(host)), Some(Value::Int(port))) => {
+                    let port = u16::try_from(*port).map_err(|_| bad("a port out of range"))?;
+                    (String::from_utf8_lossy(host).into_owned(), port)
+                }
                 _ => return Err(bad("a primary without host and port")),
             };
-            let primary = match addresses.iter().position(|a| *a == address) {
+            let primary = match map.addresses.iter().position(|a| *a == address) {
                 Some(i) => i,
                 None => {
-                    addresses.push(address);
+                    map.addresses.push(address);
                     map.primaries.push(first);
-                    addresses.len() - 1
+                    map.addresses.len() - 1
                 }
             };
             map.ranges.push((first, last, primary));
@@ -116,6 +120,12 @@ impl SlotMap {
     /// One slot of each primary: a route to every primary.
     pub(crate) fn primaries(&self) -> &[u16] {
         &self.primaries
+    }
+
+    /// The address (host, port) of the primary serving `slot`.
+    pub(crate) fn address_of(&self, slot: u16) -> Option<(&str, u16)> {
+        let (host, port) = &self.addresses[self.primary_of(slot)?];
+        Some((host, *port))
     }
 }
 
@@ -190,6 +200,8 @@ mod tests {
         assert_eq!(map.primary_of(16383), Some(p0));
         assert_ne!(map.primary_of(5461), Some(p0));
         assert_ne!(map.primary_of(10923), map.primary_of(5461));
+        assert_eq!(map.address_of(16383), Some(("127.0.0.1", 7000)));
+        assert_eq!(map.address_of(5461), Some(("127.0.0.1", 7001)));
         for &slot in map.primaries() {
             assert!(map.primary_of(slot).is_some());
         }
