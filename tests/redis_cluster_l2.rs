@@ -490,3 +490,32 @@ async fn the_backplane_checks_the_node_that_holds_its_subscription_after_a_failo
     }
     cluster.resume(new);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_of_a_slot_mid_migration_are_read_where_they_are() {
+    let Some(cluster) = RedisCluster::start(3, 0) else {
+        return;
+    };
+    // A hash-tagged prefix: every key in one slot, half of them moved to another primary.
+    let l2 = cache(&cluster, "{mig}");
+    let many = ids("m", 200);
+    let flags: Vec<_> = many
+        .iter()
+        .map(|id| (id.clone(), def(id.as_str(), 1)))
+        .collect();
+    l2.try_set_many(&flags, None).await.unwrap();
+    let source = cluster.primary_of(&l2.key_of(&many[0]));
+    let target = *cluster.primaries().iter().find(|&&p| p != source).unwrap();
+    assert_eq!(cluster.half_migrate(&l2.key_of(&many[0]), target, 100), 100);
+
+    let mut whole = 0;
+    for _ in 0..20 {
+        if matches!(l2.try_get_many(&many).await, Ok(found) if found.len() == 200) {
+            whole += 1;
+        }
+    }
+    assert_eq!(whole, 20, "batch reads of a slot mid-migration");
+    for id in &many {
+        assert!(l2.try_get(id).await.unwrap().is_some(), "{id}");
+    }
+}

@@ -163,40 +163,84 @@ impl KeyScan {
 }
 
 /// Sends one group (indexes into `commands`) as a pipeline to the primary of its first key.
-/// When that fails (a key of the group moved, its node failed over), the group's commands are
-/// sent again one by one, each routed by its own key; the flag says so.
+/// When that fails (a key of the group moved, its node failed over, a slot is migrating), the
+/// group is sent again one pipeline per slot, concurrently; a slot whose pipeline fails too has
+/// its commands sent one by one, in turn, each routed by its own key. The flag says whether the
+/// group fell back.
+///
+/// One by one and in turn, because of how the client follows `ASK` (a slot mid-migration): it
+/// sends `ASKING` as a request of its own and then the command, so two redirected commands in
+/// flight on one connection can pair the wrong way and both fail.
 async fn send_group(
-    mut conn: Conn,
+    conn: Conn,
     commands: &[Keyed],
     group: &[usize],
 ) -> redis::RedisResult<(Vec<Value>, bool)> {
-    let Conn::Cluster(cluster) = &mut conn else {
+    let first = shards::slot_of(&commands[group[0]].key);
+    if let Some(values) = send_pipeline(&conn, commands, group, first).await {
+        return Ok((values, false));
+    }
+    let mut by_slot: Vec<(u16, Vec<usize>)> = Vec::new();
+    for &i in group {
+        let slot = shards::slot_of(&commands[i].key);
+        match by_slot.iter_mut().find(|(s, _)| *s == slot) {
+            Some((_, members)) => members.push(i),
+            None => by_slot.push((slot, vec![i])),
+        }
+    }
+    let conn = &conn;
+    let sends = by_slot.iter().map(|(slot, members)| async move {
+        match send_pipeline(conn, commands, members, *slot).await {
+            Some(values) => Ok(values),
+            None => {
+                let mut conn = conn.clone();
+                let mut values = Vec::with_capacity(members.len());
+                for &i in members {
+                    // Raw replies: a refusal of one command (`NOSCRIPT`, say) stays its reply.
+                    values.push(conn.req_packed_command(&commands[i].cmd).await?);
+                }
+                Ok::<_, redis::RedisError>(values)
+            }
+        }
+    });
+    let mut replies = vec![Value::Nil; commands.len()];
+    for ((_, members), values) in by_slot.iter().zip(join_all(sends).await) {
+        for (&i, value) in members.iter().zip(values?) {
+            replies[i] = value;
+        }
+    }
+    Ok((
+        group
+            .iter()
+            .map(|&i| std::mem::take(&mut replies[i]))
+            .collect(),
+        true,
+    ))
+}
+
+/// Sends `members` (indexes into `commands`) as one pipeline to the primary of `slot`; `None`
+/// when it failed or a reply says a key is served elsewhere.
+async fn send_pipeline(
+    conn: &Conn,
+    commands: &[Keyed],
+    members: &[usize],
+    slot: u16,
+) -> Option<Vec<Value>> {
+    let Conn::Cluster(cluster) = conn else {
         unreachable!("groups are made on a cluster only");
     };
-    let mut pipe = Pipeline::with_capacity(group.len());
+    let mut pipe = Pipeline::with_capacity(members.len());
     pipe.ignore_errors();
-    for &i in group {
+    for &i in members {
         pipe.add_command(commands[i].cmd.clone());
     }
-    let first = shards::slot_of(&commands[group[0]].key);
-    let route = SingleNodeRoutingInfo::SpecificNode(shards::primary_route(first));
-    match cluster.route_pipeline(pipe, 0, group.len(), route).await {
-        Ok(values) if values.len() == group.len() && !values.iter().any(redirected) => {
-            Ok((values, false))
-        }
-        _ => {
-            // Raw replies: a server's refusal of one command (`NOSCRIPT`, say) stays its reply.
-            let sends = group.iter().map(|&i| {
-                let mut conn = conn.clone();
-                async move { conn.req_packed_command(&commands[i].cmd).await }
-            });
-            let values = join_all(sends)
-                .await
-                .into_iter()
-                .collect::<Result<_, _>>()?;
-            Ok((values, true))
-        }
-    }
+    let route = SingleNodeRoutingInfo::SpecificNode(shards::primary_route(slot));
+    let values = cluster
+        .clone()
+        .route_pipeline(pipe, 0, members.len(), route)
+        .await
+        .ok()?;
+    (values.len() == members.len() && !values.iter().any(redirected)).then_some(values)
 }
 
 /// A reply that says the key is served elsewhere.

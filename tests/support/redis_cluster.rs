@@ -436,6 +436,46 @@ impl RedisCluster {
         }
     }
 
+    /// Starts moving the slot of `key` to the primary on `target` (`IMPORTING`/`MIGRATING`) and
+    /// migrates up to `keys` of its keys, then leaves the slot mid-migration: the source
+    /// answers `ASK` for the keys it no longer has. Returns how many keys moved.
+    pub fn half_migrate(&self, key: &str, target: u16, keys: usize) -> usize {
+        let slot = match self.ask_any(&["CLUSTER", "KEYSLOT", key]) {
+            Reply::Integer(slot) => slot.to_string(),
+            other => panic!("CLUSTER KEYSLOT {key}: {other:?}"),
+        };
+        let source = self.primary_of(key);
+        let id = |port: u16| match self.command(port, &["CLUSTER", "MYID"]) {
+            Reply::Bulk(Some(id)) => String::from_utf8(id).unwrap(),
+            other => panic!("CLUSTER MYID on {port}: {other:?}"),
+        };
+        let ok = Reply::Status("OK".into());
+        let (source_id, target_id) = (id(source), id(target));
+        let importing = ["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id];
+        assert_eq!(self.command(target, &importing), ok);
+        let migrating = ["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id];
+        assert_eq!(self.command(source, &migrating), ok);
+        let count = keys.to_string();
+        let names: Vec<String> =
+            match self.command(source, &["CLUSTER", "GETKEYSINSLOT", &slot, &count]) {
+                Reply::Array(Some(names)) => names
+                    .into_iter()
+                    .map(|n| match n {
+                        Reply::Bulk(Some(n)) => String::from_utf8(n).unwrap(),
+                        other => panic!("GETKEYSINSLOT: {other:?}"),
+                    })
+                    .collect(),
+                other => panic!("GETKEYSINSLOT: {other:?}"),
+            };
+        if !names.is_empty() {
+            let port = target.to_string();
+            let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            migrate.extend(names.iter().map(String::as_str));
+            assert_eq!(self.command(source, &migrate), ok, "MIGRATE");
+        }
+        names.len()
+    }
+
     /// Moves the slot of `key` (which must hold no keys) from its primary to the primary on
     /// `target`, as a resharding does (`CLUSTER SETSLOT ... IMPORTING/MIGRATING/NODE`), and waits
     /// until every live node agrees.
