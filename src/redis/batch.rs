@@ -1,4 +1,4 @@
-//! Batches of per-key commands and walks over every primary, on one node or a cluster.
+//! Batches of per-key commands, on one node or a cluster.
 //!
 //! On one node a batch is one pipeline. On a cluster a pipeline must stay on one node (the
 //! client refuses one across slots, and a multi-key command across slots is split into one
@@ -15,8 +15,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::sync::Arc;
 use futures_util::future::join_all;
 use redis::aio::ConnectionLike;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, FromRedisValue, Pipeline, Value};
+use redis::cluster_routing::SingleNodeRoutingInfo;
+use redis::{Cmd, Pipeline, Value};
 
 /// One command about one key.
 pub(crate) struct Keyed {
@@ -69,55 +69,9 @@ impl RedisCache {
         Ok(replies)
     }
 
-    /// A walk over the keys of this prefix on every primary (on one node, that node's), each
-    /// primary reached through one slot it serves.
-    ///
-    /// # Errors
-    /// Connection errors and timeouts (fetching a cluster's slot map).
-    pub(crate) async fn scan_every_primary(&self) -> Result<KeyScan> {
-        // A walk is rare and must reach every primary: it starts from a fresh map, not one
-        // that predates a failover or a new node.
-        self.stale_slot_map();
-        let primaries: Vec<Option<u16>> = match self.slot_map().await? {
-            Some(map) => map.primaries().iter().copied().map(Some).collect(),
-            None => vec![None],
-        };
-        Ok(KeyScan {
-            primaries,
-            cursor: 0,
-        })
-    }
-
-    /// One `SCAN` page of the keys matching this prefix's pattern, as bytes (a key name need
-    /// not be UTF-8), on the primary serving slot `primary` (on a cluster): the next cursor (0
-    /// at the end) and the keys.
-    async fn scan_page(&self, primary: Option<u16>, cursor: u64) -> Result<(u64, Vec<Vec<u8>>)> {
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(cursor)
-            .arg("MATCH")
-            .arg(self.keys.pattern())
-            .arg("COUNT")
-            .arg(self.scan_batch);
-        let Some(slot) = primary else {
-            return self.request(&scan).await;
-        };
-        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-            shards::primary_route(slot),
-        ));
-        let reply = self
-            .round_trip(async |conn| match conn {
-                Conn::Cluster(cluster) => cluster.route_command(scan.clone(), route).await,
-                Conn::Node(_) => scan.query_async(conn).await,
-            })
-            .await?;
-        FromRedisValue::from_redis_value(reply).map_err(|e| {
-            Error::new(ErrorKind::Backend, format!("SCAN answered: {e}")).with_source(e)
-        })
-    }
-
     /// On a cluster, the slot map, fetched with `CLUSTER SLOTS` when there is none; `None` on a
     /// single node.
-    async fn slot_map(&self) -> Result<Option<Arc<SlotMap>>> {
+    pub(crate) async fn slot_map(&self) -> Result<Option<Arc<SlotMap>>> {
         let Some(shards) = &self.shards else {
             return Ok(None);
         };
@@ -133,32 +87,6 @@ impl RedisCache {
         if let Some(shards) = &self.shards {
             shards.mark_stale();
         }
-    }
-}
-
-/// The state of a `SCAN MATCH {prefix}:flag:*` over every primary, one after the other.
-pub(crate) struct KeyScan {
-    /// The primaries still to walk (a slot of each; `None`: the single node), the current last.
-    primaries: Vec<Option<u16>>,
-    cursor: u64,
-}
-
-impl KeyScan {
-    /// The next page of keys, as bytes (a key name need not be UTF-8); `None` once every
-    /// primary is walked. `SCAN` may return a key twice.
-    ///
-    /// # Errors
-    /// Connection errors and timeouts (pages returned before stay returned).
-    pub(crate) async fn next_page(&mut self, cache: &RedisCache) -> Result<Option<Vec<Vec<u8>>>> {
-        let Some(&primary) = self.primaries.last() else {
-            return Ok(None);
-        };
-        let (next, keys) = cache.scan_page(primary, self.cursor).await?;
-        self.cursor = next;
-        if next == 0 {
-            self.primaries.pop();
-        }
-        Ok(Some(keys))
     }
 }
 

@@ -18,6 +18,7 @@ mod sharded;
 mod shards;
 mod stats;
 mod store;
+mod walk;
 
 pub use builder::RedisCacheBuilder;
 pub use stats::RedisStats;
@@ -586,30 +587,40 @@ impl RedisCache {
     /// Connection errors and timeouts.
     pub async fn try_load_all(&self) -> Result<Vec<FlagDefinition>> {
         let mut defs = Vec::new();
-        let mut scan = self.scan_every_primary().await?;
-        while let Some(keys) = scan.next_page(self).await? {
-            let mut ids = Vec::with_capacity(keys.len());
-            for key in &keys {
-                match self.keys.own(key) {
-                    Some(Ok(id)) => ids.push(FlagId::new(id)),
-                    // A key of this prefix that no flag id can name: left out, counted.
-                    Some(Err(())) => add(&self.counters.decode_errors, 1),
-                    None => {}
+        for _ in 0..walk::WALKS {
+            let mut scan = self.walk().await?;
+            while let Some(keys) = scan.next_page(self).await? {
+                let mut ids = Vec::with_capacity(keys.len());
+                for key in &keys {
+                    match self.keys.own(key) {
+                        Some(Ok(id)) => ids.push(FlagId::new(id)),
+                        // A key of this prefix that no flag id can name: left out, counted.
+                        Some(Err(())) => add(&self.counters.decode_errors, 1),
+                        None => {}
+                    }
+                }
+                // SCAN may return a key twice; a later read simply reads it again.
+                if !ids.is_empty() {
+                    let found = self.try_get_many(&ids).await?;
+                    defs.extend(
+                        found
+                            .into_values()
+                            .map(|f| FlagDefinition::clone(&f.definition)),
+                    );
                 }
             }
-            // SCAN may return a key twice; a later read simply reads it again.
-            if !ids.is_empty() {
-                let found = self.try_get_many(&ids).await?;
-                defs.extend(
-                    found
-                        .into_values()
-                        .map(|f| FlagDefinition::clone(&f.definition)),
-                );
+            if scan.held(self).await? {
+                // The highest version of a flag read twice (before and after it changed).
+                defs.sort_by(|a, b| {
+                    a.id.as_str()
+                        .cmp(b.id.as_str())
+                        .then(b.version.cmp(&a.version))
+                });
+                defs.dedup_by(|a, b| a.id == b.id);
+                return Ok(defs);
             }
         }
-        defs.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
-        defs.dedup_by(|a, b| a.id == b.id);
-        Ok(defs)
+        Err(walk::kept_moving())
     }
 
     /// Removes every key of this cache's prefix, and only those (not the keys of a prefix
@@ -621,19 +632,24 @@ impl RedisCache {
     /// Connection errors and timeouts (keys removed before the failure stay removed).
     pub async fn try_clear(&self) -> Result<u64> {
         let mut removed = 0;
-        let mut scan = self.scan_every_primary().await?;
-        while let Some(keys) = scan.next_page(self).await? {
-            let keys: Vec<Vec<u8>> = keys
-                .into_iter()
-                .filter(|key| self.keys.own(key).is_some())
-                .collect();
-            if !keys.is_empty() {
-                let n = self.unlink(keys).await?;
-                removed += n;
-                add(&self.counters.keys_removed, n);
+        for _ in 0..walk::WALKS {
+            let mut scan = self.walk().await?;
+            while let Some(keys) = scan.next_page(self).await? {
+                let keys: Vec<Vec<u8>> = keys
+                    .into_iter()
+                    .filter(|key| self.keys.own(key).is_some())
+                    .collect();
+                if !keys.is_empty() {
+                    let n = self.unlink(keys).await?;
+                    removed += n;
+                    add(&self.counters.keys_removed, n);
+                }
+            }
+            if scan.held(self).await? {
+                return Ok(removed);
             }
         }
-        Ok(removed)
+        Err(walk::kept_moving())
     }
 
     /// Runs a script call, sent by SHA and again with its body when the server lost it.

@@ -58,6 +58,8 @@ pub(crate) struct SlotMap {
     primaries: Vec<u16>,
     /// Each primary's address (host, port), as the cluster announces it.
     addresses: Vec<(String, u16)>,
+    /// Each primary's node id.
+    ids: Vec<String>,
 }
 
 impl SlotMap {
@@ -93,10 +95,15 @@ impl SlotMap {
                 }
                 _ => return Err(bad("a primary without host and port")),
             };
+            let id = match node.get(2) {
+                Some(Value::BulkString(id)) => String::from_utf8_lossy(id).into_owned(),
+                _ => String::new(),
+            };
             let primary = match map.addresses.iter().position(|a| *a == address) {
                 Some(i) => i,
                 None => {
                     map.addresses.push(address);
+                    map.ids.push(id);
                     map.primaries.push(first);
                     map.addresses.len() - 1
                 }
@@ -120,6 +127,25 @@ impl SlotMap {
     /// One slot of each primary: a route to every primary.
     pub(crate) fn primaries(&self) -> &[u16] {
         &self.primaries
+    }
+
+    /// The slot ranges with their primaries' addresses, in slot order: the map's content,
+    /// whichever node it was asked of (nodes list the ranges in an order of their own).
+    pub(crate) fn ranges(&self) -> Vec<(u16, u16, (String, u16))> {
+        self.ranges
+            .iter()
+            .map(|&(first, last, p)| (first, last, self.addresses[p].clone()))
+            .collect()
+    }
+
+    /// The address of the primary at `index` (as in [`primaries`](Self::primaries)).
+    pub(crate) fn address(&self, index: usize) -> (String, u16) {
+        self.addresses[index].clone()
+    }
+
+    /// The index (as in [`primaries`](Self::primaries)) of the primary whose node id is `id`.
+    pub(crate) fn primary_with_id(&self, id: &str) -> Option<usize> {
+        self.ids.iter().position(|i| i == id)
     }
 
     /// The address (host, port) of the primary serving `slot`.

@@ -619,3 +619,82 @@ impl Drop for RedisCluster {
         }
     }
 }
+
+/// Moves `slot` with its keys from the primary on `source` to the one on `target`, `step` keys
+/// per `MIGRATE` with `pause` between (the keys of the slot are on both primaries meanwhile),
+/// then assigns it to `target` on every primary in `primaries`. A free function on ports, so a
+/// test can run it on a thread of its own while it reads. Returns how many keys moved.
+pub fn move_slot_with_keys(
+    primaries: &[u16],
+    slot: i64,
+    source: u16,
+    target: u16,
+    step: usize,
+    pause: Duration,
+) -> usize {
+    let ask = |port: u16, args: &[&str]| {
+        redis_server::try_command_on(port, args)
+            .unwrap_or_else(|e| panic!("{args:?} on port {port}: {e}"))
+    };
+    let id = |port: u16| match ask(port, &["CLUSTER", "MYID"]) {
+        Reply::Bulk(Some(id)) => String::from_utf8(id).unwrap(),
+        other => panic!("CLUSTER MYID on {port}: {other:?}"),
+    };
+    let ok = Reply::Status("OK".into());
+    let (slot, step) = (slot.to_string(), step.to_string());
+    let (source_id, target_id) = (id(source), id(target));
+    assert_eq!(
+        ask(
+            target,
+            &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id]
+        ),
+        ok
+    );
+    assert_eq!(
+        ask(
+            source,
+            &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id]
+        ),
+        ok
+    );
+    let mut moved = 0;
+    loop {
+        let names: Vec<String> = match ask(source, &["CLUSTER", "GETKEYSINSLOT", &slot, &step]) {
+            Reply::Array(Some(names)) => names
+                .into_iter()
+                .map(|n| match n {
+                    Reply::Bulk(Some(n)) => String::from_utf8(n).unwrap(),
+                    other => panic!("GETKEYSINSLOT: {other:?}"),
+                })
+                .collect(),
+            other => panic!("GETKEYSINSLOT: {other:?}"),
+        };
+        if names.is_empty() {
+            break;
+        }
+        let port = target.to_string();
+        let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+        migrate.extend(names.iter().map(String::as_str));
+        let reply = ask(source, &migrate);
+        assert!(
+            matches!(&reply, Reply::Status(s) if s == "OK" || s == "NOKEY"),
+            "MIGRATE: {reply:?}"
+        );
+        moved += names.len();
+        std::thread::sleep(pause);
+    }
+    assert_eq!(
+        ask(target, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]),
+        ok
+    );
+    assert_eq!(
+        ask(source, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]),
+        ok
+    );
+    for &port in primaries {
+        if port != source && port != target {
+            let _ = ask(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]);
+        }
+    }
+    moved
+}
