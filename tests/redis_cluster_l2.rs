@@ -588,3 +588,36 @@ async fn load_all_never_calls_a_walk_whole_that_a_moving_slot_spoiled() {
     assert!(rounds >= 2, "the slot moved during the reads");
     assert!(whole > 0, "no load_all came through the moves");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_and_a_single_node_are_not_taken_for_each_other() {
+    let Some(cluster) = RedisCluster::start(3, 0) else {
+        return;
+    };
+    let Some(node) = redis_cluster::redis_server::RedisServer::start() else {
+        return;
+    };
+    // A cluster has one database: a URL asking for another is a bad configuration.
+    let with_db = format!("{}/3", cluster.urls()[0]);
+    let refused = RedisCache::cluster_builder([with_db]).build().unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::InvalidConfig, "{refused}");
+
+    // The cluster builder pointed at a plain node, and the node builder at a cluster node:
+    // the ping says so, instead of half the operations failing later.
+    let on_node = RedisCache::cluster_builder([node.url()]).build().unwrap();
+    let e = on_node.try_ping().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
+    assert!(e.to_string().contains("not part of a Redis Cluster"), "{e}");
+    let on_cluster = RedisCache::builder(&cluster.urls()[0]).build().unwrap();
+    let e = on_cluster.try_ping().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
+    assert!(e.to_string().contains("cluster_builder"), "{e}");
+    // Each where it belongs answers.
+    cache(&cluster, "ok").try_ping().await.unwrap();
+    RedisCache::builder(&node.url())
+        .build()
+        .unwrap()
+        .try_ping()
+        .await
+        .unwrap();
+}

@@ -289,6 +289,17 @@ impl RedisCacheBuilder {
 
     fn cluster_target(&self) -> Result<Target> {
         let infos = self.connection_infos()?;
+        if let Some((url, _)) = self
+            .urls
+            .iter()
+            .zip(&infos)
+            .find(|(_, info)| info.redis_settings().db() != 0)
+        {
+            return Err(Error::invalid_config(format!(
+                "{}: a Redis Cluster has database 0 only",
+                redacted(url)
+            )));
+        }
         let (connect_timeout, response_timeout) = (self.connect_timeout, self.response_timeout);
         #[cfg(feature = "redis-tls")]
         let tls_root = self.tls_root.clone();

@@ -236,21 +236,48 @@ impl RedisCache {
         self.counters.snapshot()
     }
 
-    /// One `PING`: checks the address, the credentials and that Redis answers in time.
+    /// Checks the address, the credentials, that Redis answers in time, and that it is what
+    /// the builder was told: a cluster for [`cluster_builder`](Self::cluster_builder) (whose
+    /// state is `ok`), a node outside any cluster for [`builder`](Self::builder). One `PING`
+    /// and one `INFO cluster`; on a cluster, one `CLUSTER INFO`.
     ///
     /// # Errors
-    /// [`ErrorKind::Unavailable`], [`ErrorKind::Timeout`], or [`ErrorKind::Backend`] (a refused
-    /// password, say).
+    /// [`ErrorKind::Unavailable`], [`ErrorKind::Timeout`], [`ErrorKind::Backend`] (a refused
+    /// password, say), or [`ErrorKind::InvalidConfig`] for a cluster reached as a single node
+    /// or the reverse.
     pub async fn try_ping(&self) -> Result<()> {
+        if self.shards.is_some() {
+            let info: Result<String> = self.request(redis::cmd("CLUSTER").arg("INFO")).await;
+            return match info {
+                Ok(info) if info.lines().any(|l| l.trim() == "cluster_state:ok") => Ok(()),
+                Ok(_) => Err(Error::new(
+                    ErrorKind::Unavailable,
+                    "the Redis Cluster does not report cluster_state:ok",
+                )),
+                Err(e) if e.to_string().contains("cluster support disabled") => {
+                    Err(Error::invalid_config(
+                        "this Redis is not part of a Redis Cluster: build the cache with \
+                         RedisCache::builder",
+                    ))
+                }
+                Err(e) => Err(e),
+            };
+        }
         let reply: String = self.request(&redis::cmd("PING")).await?;
-        if reply == "PONG" {
-            Ok(())
-        } else {
-            Err(Error::new(
+        if reply != "PONG" {
+            return Err(Error::new(
                 ErrorKind::Backend,
                 format!("PING answered {reply:?}"),
-            ))
+            ));
         }
+        let info: String = self.request(redis::cmd("INFO").arg("cluster")).await?;
+        if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
+            return Err(Error::invalid_config(
+                "this Redis is a node of a Redis Cluster: build the cache with \
+                 RedisCache::cluster_builder",
+            ));
+        }
+        Ok(())
     }
 
     /// The definition stored under `id`, or `None` (also for the tombstone a `TieredCache`
