@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 use wait::wait_for;
 
 const TIMEOUT: Duration = Duration::from_millis(200);
+/// How soon service must be back after a primary dies or hangs, with the harness's 1 s
+/// `cluster-node-timeout` (measured: 2.3-4.5 s, the promotion of a replica included).
+const SERVICE_BACK_WITHIN: Duration = Duration::from_secs(10);
 
 fn def(id: &str, version: u64) -> FlagDefinition {
     let mut d = FlagDefinition::new_boolean(id, "A flag", true).unwrap();
@@ -297,7 +300,7 @@ async fn a_failover_costs_calls_at_most_their_timeout_and_service_comes_back() {
         back >= Duration::from_millis(500),
         "the write was taken before a replica could be promoted: the kill did not take"
     );
-    assert!(killed.elapsed() < Duration::from_secs(20));
+    assert!(killed.elapsed() < SERVICE_BACK_WITHIN);
 }
 
 /// Reads all of `many` and writes the first of them, again and again, until both succeed;
@@ -324,8 +327,8 @@ async fn until_served(l2: &RedisCache, many: &[FlagId], what: &str) -> Duration 
             return since.elapsed();
         }
         assert!(
-            since.elapsed() < Duration::from_secs(20),
-            "service not back 20 s after {what}: {:?} / {single:?} / {write:?}",
+            since.elapsed() < SERVICE_BACK_WITHIN,
+            "service not back {SERVICE_BACK_WITHIN:?} after {what}: {:?} / {single:?} / {write:?}",
             read.map(|found| found.len())
         );
         version += 1;
@@ -398,7 +401,7 @@ async fn a_silent_primary_is_left_behind_even_while_other_nodes_answer() {
             break paused.elapsed();
         }
         assert!(
-            paused.elapsed() < Duration::from_secs(20),
+            paused.elapsed() < SERVICE_BACK_WITHIN,
             "the silent primary's keys never came back while other nodes answered: {on_victim:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
