@@ -175,14 +175,18 @@ impl Rollout {
     /// The value of the bucket covering `point` (walking the cumulative weights in order), or
     /// `None` when `point` lies beyond the weights' sum.
     pub fn value_at(&self, point: u32) -> Option<&FlagValue> {
+        self.index_at(point)
+            .and_then(|i| self.buckets.get(i))
+            .map(|b| &b.value)
+    }
+
+    /// The index in `buckets` of the bucket that covers `point`, if any.
+    pub fn index_at(&self, point: u32) -> Option<usize> {
         let mut end = 0u64;
-        for b in &self.buckets {
+        self.buckets.iter().position(|b| {
             end += u64::from(b.weight);
-            if u64::from(point) < end {
-                return Some(&b.value);
-            }
-        }
-        None
+            u64::from(point) < end
+        })
     }
 }
 

@@ -74,6 +74,8 @@ mod evaluate;
 mod flag;
 mod local;
 mod memory;
+#[cfg(all(feature = "openfeature", not(flagcache_loom)))]
+mod openfeature;
 #[cfg(all(feature = "redis", not(flagcache_loom)))]
 mod redis;
 mod sync;
@@ -89,6 +91,8 @@ pub use evaluate::*;
 pub use flag::*;
 pub use local::{CleanupTask, FillOutcome, FillTicket, LocalCache, LocalCacheBuilder, StaleFlag};
 pub use memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreStats};
+#[cfg(all(feature = "openfeature", not(flagcache_loom)))]
+pub use openfeature::FlagcacheProvider;
 #[cfg(all(feature = "redis", not(flagcache_loom)))]
 pub use redis::{RedisCache, RedisCacheBuilder, RedisStats};
 pub use task::BackgroundTask;

@@ -44,7 +44,8 @@ use flight::Role;
 use l2::L2;
 use l3::L3;
 use policy::Policy;
-use readthrough::{Landing, ReadThrough};
+pub(crate) use readthrough::Landing;
+use readthrough::ReadThrough;
 use stats::{Counters, add};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -319,6 +320,19 @@ impl TieredCache {
         }
         let landing = self.inner.miss(id).await;
         self.inner.answer(landing)
+    }
+
+    /// Reads `id` through the layers, telling a fresh answer from one the fail-safe served and
+    /// an absent flag from backends that failed (for the OpenFeature provider's reasons).
+    #[cfg_attr(not(feature = "openfeature"), allow(dead_code))]
+    pub(crate) async fn resolve(&self, id: &FlagId) -> Landing {
+        if let Some(hit) = self.inner.l1.get_now(id.as_str()) {
+            return Landing::Found(hit);
+        }
+        let landing = self.inner.miss(id).await;
+        // Counted as `get_flag` counts it.
+        let _ = self.inner.answer(landing.clone());
+        landing
     }
 
     /// Reads every id in `ids`: one L1 pass, then one L2 read and one source `load_many` for
