@@ -97,8 +97,8 @@ pub use openfeature::FlagcacheProvider;
 pub use redis::{RedisCache, RedisCacheBuilder, RedisStats};
 pub use task::BackgroundTask;
 pub use tiered::{
-    BackplaneTask, FlagSource, FlagStore, RefreshTask, SetManyOutcome, Subscription, TieredCache,
-    TieredCacheBuilder, TieredStats,
+    BackplaneTask, FlagSource, FlagStore, Readiness, RefreshTask, SetManyOutcome, SourceError,
+    Subscription, TieredCache, TieredCacheBuilder, TieredStats,
 };
 pub use time::{Clock, MockClock};
 

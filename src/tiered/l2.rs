@@ -2,40 +2,67 @@
 //! so a store that hangs costs a reader at most `l2_timeout`.
 
 use super::policy::Policy;
+use super::readiness::Health;
 use super::store::{DynStore, FlagStore, SetManyOutcome, Subscription};
 use crate::cache::CachedFlag;
 use crate::error::{Error, ErrorKind, Result};
 use crate::flag::{FlagDefinition, FlagId};
+use crate::sync::Arc;
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 pub(crate) struct L2 {
     store: Box<dyn DynStore>,
     timeout: Duration,
     bulk_timeout: Duration,
+    /// Where each call's reach is recorded, for readiness.
+    health: Arc<Health>,
 }
 
 /// Runs `call` for at most `limit`; running out is a [`ErrorKind::Timeout`], and a panic in
 /// the call (user code: a store or a source) is an [`ErrorKind::Backend`] error, so that it
 /// fails over like any other failure instead of unwinding through the reader.
+///
+/// Each call is a `debug` span `flagcache.call` with fields `call` (what), `ids` (how many
+/// flags it is about), `outcome` (`ok`, or the error's kind) and `micros` (its duration).
 pub(crate) async fn bounded<T>(
-    what: &str,
+    what: &'static str,
+    ids: usize,
     limit: Duration,
     call: impl Future<Output = Result<T>>,
 ) -> Result<T> {
-    match tokio::time::timeout(limit, CatchUnwind(Box::pin(call))).await {
+    let span = tracing::debug_span!(
+        "flagcache.call",
+        call = what,
+        ids,
+        outcome = tracing::field::Empty,
+        micros = tracing::field::Empty
+    );
+    let started = Instant::now();
+    let bounded = tokio::time::timeout(limit, CatchUnwind(Box::pin(call))).instrument(span.clone());
+    let result = match bounded.await {
         Ok(Ok(result)) => result,
         Ok(Err(())) => Err(Error::new(ErrorKind::Backend, format!("{what} panicked"))),
         Err(_) => Err(Error::new(
             ErrorKind::Timeout,
             format!("{what} took over {limit:?}"),
         )),
+    };
+    if !span.is_disabled() {
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => format!("{:?}", e.kind()),
+        };
+        span.record("outcome", outcome.as_str());
+        span.record("micros", started.elapsed().as_micros() as u64);
     }
+    result
 }
 
 /// A future that turns a panic while it is polled into `Err(())`; it is not polled again.
@@ -61,7 +88,26 @@ impl L2 {
             store: Box::new(store),
             timeout: policy.l2_timeout,
             bulk_timeout: policy.bulk_timeout,
+            health: Arc::default(),
         }
+    }
+
+    /// Records this layer's calls in `health`.
+    pub(crate) fn report_to(&mut self, health: Arc<Health>) {
+        self.health = health;
+    }
+
+    /// [`bounded`], recording whether the call reached L2.
+    async fn call<T>(
+        &self,
+        what: &'static str,
+        ids: usize,
+        limit: Duration,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let result = bounded(what, ids, limit, call).await;
+        self.health.l2_call(&result);
+        result
     }
 
     pub(crate) fn bound_by(&mut self, policy: &Policy) {
@@ -74,7 +120,8 @@ impl L2 {
     }
 
     pub(crate) async fn get_many(&self, ids: &[FlagId]) -> Result<HashMap<FlagId, CachedFlag>> {
-        bounded("L2 read", self.timeout, self.store.get_many(ids)).await
+        self.call("L2 read", ids.len(), self.timeout, self.store.get_many(ids))
+            .await
     }
 
     pub(crate) async fn set_many(
@@ -82,7 +129,13 @@ impl L2 {
         flags: &[(FlagId, FlagDefinition)],
         ttl: Duration,
     ) -> Result<SetManyOutcome> {
-        bounded("L2 write", self.timeout, self.store.set_many(flags, ttl)).await
+        self.call(
+            "L2 write",
+            flags.len(),
+            self.timeout,
+            self.store.set_many(flags, ttl),
+        )
+        .await
     }
 
     pub(crate) async fn fill_many(
@@ -90,8 +143,9 @@ impl L2 {
         flags: &[(FlagId, FlagDefinition)],
         ttl: Duration,
     ) -> Result<usize> {
-        bounded(
+        self.call(
             "L2 write-back",
+            flags.len(),
             self.timeout,
             self.store.fill_many(flags, ttl),
         )
@@ -99,8 +153,9 @@ impl L2 {
     }
 
     pub(crate) async fn tombstone_many(&self, ids: &[FlagId], ttl: Duration) -> Result<()> {
-        bounded(
+        self.call(
             "L2 invalidate",
+            ids.len(),
             self.timeout,
             self.store.tombstone_many(ids, ttl),
         )
@@ -108,18 +163,22 @@ impl L2 {
     }
 
     pub(crate) async fn clear(&self) -> Result<()> {
-        bounded("L2 clear", self.bulk_timeout, self.store.clear()).await
+        self.call("L2 clear", 0, self.bulk_timeout, self.store.clear())
+            .await
     }
 
     pub(crate) async fn load_all(&self) -> Result<Vec<FlagDefinition>> {
-        bounded("L2 load_all", self.bulk_timeout, self.store.load_all()).await
+        self.call("L2 load_all", 0, self.bulk_timeout, self.store.load_all())
+            .await
     }
 
     pub(crate) async fn publish(&self, notice: &[u8]) -> Result<()> {
-        bounded("L2 publish", self.timeout, self.store.publish(notice)).await
+        self.call("L2 publish", 0, self.timeout, self.store.publish(notice))
+            .await
     }
 
     pub(crate) async fn subscribe(&self, limit: Duration) -> Result<Subscription> {
-        bounded("backplane subscribe", limit, self.store.subscribe()).await
+        self.call("backplane subscribe", 0, limit, self.store.subscribe())
+            .await
     }
 }

@@ -5,10 +5,12 @@
 
 use super::l2::bounded;
 use super::policy::Policy;
+use super::readiness::Health;
 use super::source::{DynSource, FlagSource};
 use super::stats::{Counters, add};
 use crate::error::Result;
 use crate::flag::{FlagDefinition, FlagId};
+use crate::sync::Arc;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -16,6 +18,8 @@ pub(crate) struct L3 {
     source: Box<dyn DynSource>,
     timeout: Duration,
     bulk_timeout: Duration,
+    /// Where the source's failures are recorded, for readiness.
+    health: Arc<Health>,
 }
 
 /// What the source answered for a batch, checked.
@@ -34,7 +38,13 @@ impl L3 {
             source: Box::new(source),
             timeout: policy.source_timeout,
             bulk_timeout: policy.bulk_timeout,
+            health: Arc::default(),
         }
+    }
+
+    /// Records this layer's failures in `health`.
+    pub(crate) fn report_to(&mut self, health: Arc<Health>) {
+        self.health = health;
     }
 
     pub(crate) fn bound_by(&mut self, policy: &Policy) {
@@ -45,7 +55,7 @@ impl L3 {
     /// Loads `ids` (`load` for one, `load_many` for more) and checks the answers.
     pub(crate) async fn load_batch(&self, ids: &[FlagId], counters: &Counters) -> Result<Loaded> {
         add(&counters.l3_loads, 1);
-        let answered = bounded("the flag source", self.timeout, async {
+        let answered = bounded("the flag source", ids.len(), self.timeout, async {
             match ids {
                 [id] => Ok(self
                     .source
@@ -57,7 +67,10 @@ impl L3 {
             }
         })
         .await
-        .inspect_err(|_| add(&counters.l3_errors, 1))?;
+        .inspect_err(|e| {
+            add(&counters.l3_errors, 1);
+            self.health.source_failed(e);
+        })?;
         let asked: HashSet<&FlagId> = ids.iter().collect();
         let mut loaded = Loaded {
             found: HashMap::with_capacity(answered.len()),
@@ -91,11 +104,15 @@ impl L3 {
         add(&counters.l3_loads, 1);
         let mut defs = bounded(
             "the flag source's load_all",
+            0,
             self.bulk_timeout,
             self.source.load_all(),
         )
         .await
-        .inspect_err(|_| add(&counters.l3_errors, 1))?;
+        .inspect_err(|e| {
+            add(&counters.l3_errors, 1);
+            self.health.source_failed(e);
+        })?;
         defs.retain(|def| match def.validate() {
             Ok(()) => true,
             Err(e) => {

@@ -144,6 +144,7 @@ impl TieredCache {
         if log.overflowed {
             inner.revalidate_all().await;
         }
+        inner.health.warmed_up();
         Ok(n)
     }
 }

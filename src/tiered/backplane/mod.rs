@@ -20,6 +20,7 @@ use crate::sync::{Arc, AtomicU64, Ordering, Weak};
 pub(crate) use notice::Action;
 use notice::{Notice, new_origin};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// The handle of a backplane subscription task; it stops when this is dropped or the cache
 /// is.
@@ -79,19 +80,21 @@ impl Inner {
     }
 
     /// Applies one notice from another instance to L1, yielding to the runtime every
-    /// `IDS_PER_STEP` ids.
-    async fn apply_notice(&self, payload: &[u8]) {
+    /// `IDS_PER_STEP` ids; returns what became of it (`applied`, `bad`, `own`), and records
+    /// the number of ids on the current span.
+    async fn apply_notice(&self, payload: &[u8]) -> &'static str {
         if payload.len() > self.backplane.max_notice_bytes {
             add(&self.counters.notices_bad, 1);
-            return;
+            return "bad";
         }
         let Some(notice) = Notice::decode(payload) else {
             add(&self.counters.notices_bad, 1);
-            return;
+            return "bad";
         };
         if notice.origin == self.backplane.origin {
-            return;
+            return "own";
         }
+        tracing::Span::current().record("ids", notice.ids.len());
         add(&self.counters.notices_received, 1);
         match notice.action {
             Action::Clear => self.clear_l1(),
@@ -112,6 +115,7 @@ impl Inner {
                 }
             }
         }
+        "applied"
     }
 
     /// Another instance stored `version` of `id`: unless L1 holds it or newer, L1's copy is
@@ -241,7 +245,17 @@ async fn subscribe_loop(weak: Weak<Inner>) {
                 subscribed_before = true;
                 while let Some(payload) = subscription.next().await {
                     let Some(inner) = weak.upgrade() else { return };
-                    inner.apply_notice(&payload).await;
+                    let span = tracing::debug_span!(
+                        "flagcache.notice",
+                        bytes = payload.len(),
+                        ids = tracing::field::Empty,
+                        outcome = tracing::field::Empty,
+                        micros = tracing::field::Empty
+                    );
+                    let started = std::time::Instant::now();
+                    let outcome = inner.apply_notice(&payload).instrument(span.clone()).await;
+                    span.record("outcome", outcome);
+                    span.record("micros", started.elapsed().as_micros() as u64);
                 }
                 if let Some(inner) = weak.upgrade() {
                     inner.backplane.set_subscribed(false);
