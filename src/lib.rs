@@ -96,6 +96,8 @@ pub use openfeature::FlagcacheProvider;
 #[cfg(all(feature = "redis", not(flagcache_loom)))]
 pub use redis::{RedisCache, RedisCacheBuilder, RedisStats};
 pub use task::BackgroundTask;
+#[cfg(feature = "metrics")]
+pub use tiered::MetricsTask;
 pub use tiered::{
     BackplaneTask, FlagSource, FlagStore, Readiness, RefreshTask, SetManyOutcome, SourceError,
     Subscription, TieredCache, TieredCacheBuilder, TieredStats,

@@ -86,6 +86,8 @@ struct Config {
     redis_cluster: Option<Vec<String>>,
     /// Start a private `redis-server` for L2 when `REDIS_URL` is not set.
     private_redis: bool,
+    /// Serve the caches' metrics as Prometheus text here (`--metrics-addr`).
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// What the workers share: all read-only but `stop` and their own `progress` slot.
@@ -182,6 +184,7 @@ fn run(mut config: Config) -> Result<(), Box<dyn Error>> {
     let warmed = runtime.block_on(cache.warm_up())?;
     // Reloads the flags the evaluators read before they expire, in batches.
     let _refresh = cache.start_refresh_task(Duration::from_millis(250))?;
+    let _metrics = serve_metrics(config, &cache)?;
     // With L2, other instances' writes arrive over Redis pub/sub within milliseconds.
     let _backplane = match config.redis_url.is_some() || config.redis_cluster.is_some() {
         true => Some(cache.start_backplane()?),
@@ -288,6 +291,33 @@ fn tiered(config: &Config, source: &SqliteSource, flags: usize) -> flagcache::Re
     .build()
 }
 
+/// With `--metrics-addr`, the evaluators' cache's metrics as Prometheus text on
+/// `http://ADDR/metrics` (through `metrics-exporter-prometheus`), sampled every second.
+#[cfg(feature = "metrics")]
+fn serve_metrics(
+    config: &Config,
+    cache: &TieredCache,
+) -> Result<Option<flagcache::MetricsTask>, Box<dyn Error>> {
+    let Some(addr) = config.metrics_addr else {
+        return Ok(None);
+    };
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()?;
+    println!("metrics          http://{addr}/metrics");
+    Ok(Some(
+        cache.start_metrics_task("evaluator", Duration::from_secs(1))?,
+    ))
+}
+
+#[cfg(not(feature = "metrics"))]
+fn serve_metrics(config: &Config, _: &TieredCache) -> Result<Option<()>, Box<dyn Error>> {
+    match config.metrics_addr {
+        Some(_) => Err("--metrics-addr needs the `metrics` feature".into()),
+        None => Ok(None),
+    }
+}
+
 /// L2 on the Redis Cluster reached through `seeds`.
 #[cfg(feature = "redis")]
 fn on_cluster(
@@ -375,7 +405,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// `--seconds N` (or `EVALUATOR_SECONDS`), `--flags N`, `--threads N`.
 fn parse_args() -> Result<Config, Box<dyn Error>> {
     const USAGE: &str = "usage: evaluator [--seconds N] [--flags N] [--threads N] [--db PATH] \
-         [--l1-ttl SECONDS] [--changes-per-sec N] [--no-redis]   (env: EVALUATOR_SECONDS, REDIS_URL, REDIS_CLUSTER)";
+         [--l1-ttl SECONDS] [--changes-per-sec N] [--no-redis] [--metrics-addr HOST:PORT]   (env: EVALUATOR_SECONDS, REDIS_URL, REDIS_CLUSTER)";
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut config = Config {
         seconds: 5.0,
@@ -397,6 +427,7 @@ fn parse_args() -> Result<Config, Box<dyn Error>> {
             })
             .filter(|nodes| !nodes.is_empty()),
         private_redis: true,
+        metrics_addr: None,
     };
     if let Ok(s) = std::env::var("EVALUATOR_SECONDS") {
         config.seconds = s
@@ -429,6 +460,7 @@ fn parse_args() -> Result<Config, Box<dyn Error>> {
                 config.l1_ttl = Duration::try_from_secs_f64(secs).map_err(|e| bad(&e))?;
             }
             "--changes-per-sec" => config.changes_per_sec = value.parse().map_err(|e| bad(&e))?,
+            "--metrics-addr" => config.metrics_addr = Some(value.parse().map_err(|e| bad(&e))?),
             _ => return Err(format!("unknown argument {arg}\n{USAGE}").into()),
         }
     }

@@ -30,8 +30,11 @@ pub(crate) struct L2 {
 /// fails over like any other failure instead of unwinding through the reader.
 ///
 /// Each call is a `debug` span `flagcache.call` with fields `call` (what), `ids` (how many
-/// flags it is about), `outcome` (`ok`, or the error's kind) and `micros` (its duration).
+/// flags it is about), `outcome` (`ok`, or the error's kind) and `micros` (its duration), and
+/// with the `metrics` feature a sample of the histogram `flagcache_call_seconds` (`layer`:
+/// `l2` or `l3`).
 pub(crate) async fn bounded<T>(
+    layer: &'static str,
     what: &'static str,
     ids: usize,
     limit: Duration,
@@ -54,14 +57,18 @@ pub(crate) async fn bounded<T>(
             format!("{what} took over {limit:?}"),
         )),
     };
+    let outcome = || match &result {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => format!("{:?}", e.kind()),
+    };
     if !span.is_disabled() {
-        let outcome = match &result {
-            Ok(_) => "ok".to_owned(),
-            Err(e) => format!("{:?}", e.kind()),
-        };
-        span.record("outcome", outcome.as_str());
+        span.record("outcome", outcome().as_str());
         span.record("micros", started.elapsed().as_micros() as u64);
     }
+    #[cfg(feature = "metrics")]
+    super::metrics::record_call(layer, &outcome(), started.elapsed().as_secs_f64());
+    #[cfg(not(feature = "metrics"))]
+    let _ = (layer, outcome);
     result
 }
 
@@ -105,7 +112,7 @@ impl L2 {
         limit: Duration,
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        let result = bounded(what, ids, limit, call).await;
+        let result = bounded("l2", what, ids, limit, call).await;
         self.health.l2_call(&result);
         result
     }

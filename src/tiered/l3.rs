@@ -55,7 +55,7 @@ impl L3 {
     /// Loads `ids` (`load` for one, `load_many` for more) and checks the answers.
     pub(crate) async fn load_batch(&self, ids: &[FlagId], counters: &Counters) -> Result<Loaded> {
         add(&counters.l3_loads, 1);
-        let answered = bounded("the flag source", ids.len(), self.timeout, async {
+        let answered = bounded("l3", "the flag source", ids.len(), self.timeout, async {
             match ids {
                 [id] => Ok(self
                     .source
@@ -103,6 +103,7 @@ impl L3 {
     pub(crate) async fn load_all(&self, counters: &Counters) -> Result<Vec<FlagDefinition>> {
         add(&counters.l3_loads, 1);
         let mut defs = bounded(
+            "l3",
             "the flag source's load_all",
             0,
             self.bulk_timeout,

@@ -17,6 +17,8 @@ pub(crate) mod flight;
 mod l2;
 mod l3;
 mod load;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod policy;
 mod readiness;
 mod readthrough;
@@ -29,6 +31,8 @@ mod write;
 
 pub use backplane::BackplaneTask;
 pub use builder::TieredCacheBuilder;
+#[cfg(feature = "metrics")]
+pub use metrics::MetricsTask;
 pub use readiness::{Readiness, SourceError};
 pub use refresh::RefreshTask;
 pub use source::FlagSource;
