@@ -374,3 +374,140 @@ async fn status_is_ready_after_warm_up_and_stale_while_the_fail_safe_serves() {
             .unwrap()
     );
 }
+
+/// A provider over an L1 holding `defs`, ready at once.
+fn local_provider(defs: Vec<FlagDefinition>) -> FlagcacheProvider {
+    let l1 = Arc::new(LocalCache::builder().build().unwrap());
+    for def in defs {
+        l1.try_set(&FlagId::new(def.id.as_str()), def, None)
+            .unwrap();
+    }
+    FlagcacheProvider::local(l1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_targeting_key_is_the_key_and_a_missing_one_places_nobody() {
+    let rule_on_key = json_def(serde_json::json!({
+        "id": "key-rule", "name": "K",
+        "default_value": {"type": "string", "value": "off"},
+        "rules": [{"serve": {"value": {"type": "string", "value": "on"}},
+                   "clauses": [{"attribute": "key", "op": "in", "values": ["alice", ""]}]}]
+    }));
+    let p = local_provider(vec![rule_on_key, flags().pop().unwrap()]);
+    // A custom field named `key` does not replace the targeting key.
+    let bob = ctx("bob").with_custom_field("key", "alice");
+    assert_eq!(
+        p.resolve_string_value("key-rule", &bob)
+            .await
+            .unwrap()
+            .value,
+        "off"
+    );
+    let mut values = std::collections::HashSet::new();
+    for i in 0..64 {
+        let c = ctx(&format!("user-{i}")).with_custom_field("key", "shared");
+        values.insert(p.resolve_string_value("split", &c).await.unwrap().value);
+    }
+    assert_eq!(
+        values.len(),
+        2,
+        "distinct targeting keys spread over the buckets"
+    );
+    // No targeting key: not the key "", and a rollout by key cannot place the context.
+    let nobody = EvaluationContext::default();
+    assert_eq!(
+        p.resolve_string_value("key-rule", &nobody)
+            .await
+            .unwrap()
+            .value,
+        "off"
+    );
+    let d = p.resolve_string_value("split", &nobody).await.unwrap();
+    assert_eq!(
+        (d.value.as_str(), d.reason),
+        ("none", Some(EvaluationReason::Default))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_serving_a_rollout_names_each_bucket_as_a_variant() {
+    let rule_split = json_def(serde_json::json!({
+        "id": "rule-split", "name": "RS",
+        "default_value": {"type": "string", "value": "off"},
+        "rules": [{"serve": {"rollout": {"buckets": [
+                        {"value": {"type": "string", "value": "a"}, "weight": 50000},
+                        {"value": {"type": "string", "value": "b"}, "weight": 50000}]}},
+                   "clauses": [{"attribute": "beta", "op": "in", "values": [true]}]}]
+    }));
+    let p = local_provider(vec![rule_split]);
+    let mut by_variant =
+        std::collections::HashMap::<String, std::collections::HashSet<String>>::new();
+    for i in 0..64 {
+        let c = ctx(&format!("user-{i}")).with_custom_field("beta", true);
+        let d = p.resolve_string_value("rule-split", &c).await.unwrap();
+        assert_eq!(d.reason, Some(EvaluationReason::TargetingMatch));
+        by_variant
+            .entry(d.variant.unwrap())
+            .or_default()
+            .insert(d.value);
+    }
+    assert_eq!(by_variant.len(), 2, "{by_variant:?}");
+    assert!(
+        by_variant.values().all(|values| values.len() == 1),
+        "{by_variant:?}"
+    );
+    assert!(
+        by_variant.contains_key("rule-0/rollout-0") && by_variant.contains_key("rule-0/rollout-1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integers_are_exact_and_date_times_are_utc() {
+    // 2^53 + 1 is stored as JSON but reads back as 2^53: not an exact integer.
+    let big = FlagDefinition::from_json(
+        br#"{"id":"big","name":"B","default_value":{"type":"number","value":9007199254740993}}"#,
+    )
+    .unwrap();
+    let since = json_def(serde_json::json!({
+        "id": "since", "name": "S",
+        "default_value": {"type": "string", "value": "old"},
+        "rules": [{"serve": {"value": {"type": "string", "value": "new"}},
+                   "clauses": [{"attribute": "at", "op": "starts_with", "values": ["2026-"]}]}]
+    }));
+    let p = local_provider(vec![big, since]);
+    let e = p.resolve_int_value("big", &ctx("u")).await.unwrap_err();
+    assert_eq!(e.code, EvaluationErrorCode::TypeMismatch);
+    // 2025-12-31T23:30:00Z, seen from +02:00 (2026-01-01T01:30+02:00): one instant, one answer.
+    let instant = time::OffsetDateTime::from_unix_timestamp(1_767_223_800).unwrap();
+    let east = instant.to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
+    for at in [instant, east] {
+        let c = ctx("u").with_custom_field("at", at);
+        assert_eq!(
+            p.resolve_string_value("since", &c).await.unwrap().value,
+            "old"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_whose_warm_up_failed_becomes_ready_when_the_backends_answer() {
+    let db = sources::Db::new("openfeature-recovers");
+    db.source.upsert(&flags()[0]).unwrap();
+    let gated = sources::Gated::new(db.source.clone()).holding_load_all();
+    let cache = TieredCache::builder()
+        .source(gated.clone())
+        .source_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let mut p = FlagcacheProvider::new(cache).warm_up_budget(Duration::from_millis(150));
+    p.initialize(&EvaluationContext::default()).await;
+    assert_eq!(p.status(), ProviderStatus::Error);
+    // The source answers again: a fresh answer makes the provider ready.
+    gated.open();
+    let d = p
+        .resolve_bool_value("static-bool", &ctx("u"))
+        .await
+        .unwrap();
+    assert_eq!(d.reason, Some(EvaluationReason::Static));
+    assert_eq!(p.status(), ProviderStatus::Ready);
+}

@@ -40,12 +40,16 @@ const ERROR: u64 = 3;
 /// - **Errors**: `FLAG_NOT_FOUND` for an absent flag; `PROVIDER_NOT_READY` before the warm-up
 ///   completed, and when nothing is cached and the backends fail.
 /// - **Status**: `NotReady` until `initialize` warmed the cache up (within its budget), then
-///   `Ready`; `STALE` while the fail-safe serves, back to `Ready` at the next fresh answer;
-///   `Error` when the warm-up failed.
+///   `Ready`; `Error` when the warm-up failed or ran out of its budget. After that it follows
+///   the last answer: `STALE` when the fail-safe served it, `Ready` when it was fresh (so it
+///   says what the last evaluation got, not whether every backend is up: see
+///   [`TieredCache::readiness`]).
 ///
-/// The SDK holds its global registry lock while `initialize` runs, so every evaluation in the
-/// process waits for the warm-up: it is bounded (`warm_up_budget`, 2 s by default). To keep it
-/// out of the lock, warm the cache up first and register [`FlagcacheProvider::warmed`].
+/// `OpenFeature::set_provider` holds the SDK's registry lock while `initialize` runs, so every
+/// evaluation in the process waits for the warm-up (`set_named_provider` does not: meanwhile
+/// the named clients get the SDK's no-op provider, which answers `PROVIDER_NOT_READY`). The
+/// warm-up is bounded (`warm_up_budget`, 2 s by default). To keep it out of the SDK
+/// altogether, warm the cache up first and register [`FlagcacheProvider::warmed`].
 pub struct FlagcacheProvider {
     source: Source,
     metadata: ProviderMetadata,
@@ -131,14 +135,14 @@ impl FlagcacheProvider {
                 },
             },
         };
-        let (from, to) = if stale {
-            (READY, STALE)
-        } else {
-            (STALE, READY)
-        };
+        // The last answer's freshness is the status: a stale one, `STALE`; a fresh one (after
+        // a failed warm-up too: the backends answer now), `Ready`.
+        let to = if stale { STALE } else { READY };
         let _ = self
             .status
-            .compare_exchange(from, to, Ordering::Relaxed, Ordering::Relaxed);
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
+                (now != NOT_READY && now != to).then_some(to)
+            });
         Ok((found, stale))
     }
 
@@ -151,7 +155,8 @@ impl FlagcacheProvider {
         take: impl FnOnce(&FlagValue) -> Option<T>,
     ) -> EvaluationResult<ResolutionDetails<T>> {
         let (def, stale) = self.lookup(flag_key).await?;
-        let evaluation = def.evaluate(&convert::context(ctx));
+        let ctx = convert::context(ctx);
+        let evaluation = def.evaluate(&ctx);
         let value = take(evaluation.value).ok_or_else(|| {
             error(
                 EvaluationErrorCode::TypeMismatch,
@@ -161,7 +166,7 @@ impl FlagcacheProvider {
                 ),
             )
         })?;
-        let (variant, reason) = convert::variant_and_reason(&def, evaluation.reason, stale);
+        let (variant, reason) = convert::variant_and_reason(&def, &ctx, evaluation.reason, stale);
         let version = i64::try_from(def.version).unwrap_or(i64::MAX);
         Ok(ResolutionDetails {
             value,
