@@ -105,6 +105,14 @@ async fn statistics_reach_the_metrics_facade_with_low_cardinality_labels() {
         1
     );
     assert_eq!(
+        counter("flagcache_source_calls_total", &[("cache", "checkout")]),
+        stats.l3_loads
+    );
+    assert_eq!(
+        counter("flagcache_source_errors_total", &[("cache", "checkout")]),
+        0
+    );
+    assert_eq!(
         values.get(&(
             "flagcache_size".to_owned(),
             vec![

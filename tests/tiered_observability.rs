@@ -59,3 +59,21 @@ async fn readiness_follows_the_warm_up_l2_and_the_source() {
     assert!(e.at >= before);
     assert_eq!(hanging.readiness().l2_reachable, None, "no L2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_sees_l2_back_without_waiting_for_a_miss() {
+    let l2 = MemoryStore::new();
+    let cache = TieredCache::builder().l2(l2.clone()).build().unwrap();
+    cache.warm_up().await.unwrap();
+    l2.set_failing(true);
+    let _ = cache.get(&FlagId::new("absent")).await;
+    assert!(
+        !cache.check_readiness().await.is_ready(),
+        "L2 still failing"
+    );
+    l2.set_failing(false);
+    // No traffic meanwhile (an instance out of rotation): the probe itself asks L2.
+    let r = cache.check_readiness().await;
+    assert_eq!(r.l2_reachable, Some(true), "{r:?}");
+    assert!(r.is_ready());
+}

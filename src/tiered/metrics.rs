@@ -27,11 +27,14 @@ impl TieredCache {
     /// | `flagcache_misses_total` | counter | `layer`: `l1`, `tiered` (reads no layer answered) |
     /// | `flagcache_evictions_total`, `flagcache_expirations_total` | counter | `layer`: `l1` |
     /// | `flagcache_stale_serves_total`, `flagcache_coalesced_waits_total`, `flagcache_negative_hits_total`, `flagcache_loads_shed_total`, `flagcache_refreshes_total` | counter | |
-    /// | `flagcache_source_calls_total` | counter | `outcome`: `ok`, `error`, `rejected` (answers refused) |
+    /// | `flagcache_source_calls_total`, `flagcache_source_errors_total` (failed or timed out), `flagcache_source_rejected_total` (definitions refused: misfiled or invalid) | counter | |
     /// | `flagcache_notices_total` | counter | `outcome`: `sent`, `failed`, `received`, `bad` |
     /// | `flagcache_size`, `flagcache_capacity` | gauge | `layer`: `l1` |
     /// | `flagcache_background_loads`, `flagcache_backplane_subscribed` (0 or 1) | gauge | |
     /// | `flagcache_call_seconds` | histogram | `layer`: `l2`, `l3`; `outcome`: `ok` or the error's kind (recorded by every cache in the process, without `cache`) |
+    ///
+    /// Give each cache of a process its own `name`: two tasks publishing under one name
+    /// overwrite each other's absolute values.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) for a zero `interval`, or
@@ -90,13 +93,15 @@ fn publish(name: &str, s: &TieredStats) {
     let outcome = |metric: &'static str, outcome: &'static str, value: u64| {
         counter!(metric, "cache" => cache.clone(), "outcome" => outcome).absolute(value);
     };
-    outcome(
-        "flagcache_source_calls_total",
-        "ok",
-        s.l3_loads.saturating_sub(s.l3_errors),
-    );
-    outcome("flagcache_source_calls_total", "error", s.l3_errors);
-    outcome("flagcache_source_calls_total", "rejected", s.l3_rejected);
+    // Each its own counter, so each only grows: a call is counted when it starts, and "ok"
+    // as calls minus errors went down while a call that failed was in flight.
+    for (metric, value) in [
+        ("flagcache_source_calls_total", s.l3_loads),
+        ("flagcache_source_errors_total", s.l3_errors),
+        ("flagcache_source_rejected_total", s.l3_rejected),
+    ] {
+        counter!(metric, "cache" => cache.clone()).absolute(value);
+    }
     outcome("flagcache_notices_total", "sent", s.notices_sent);
     outcome("flagcache_notices_total", "failed", s.notices_failed);
     outcome("flagcache_notices_total", "received", s.notices_received);

@@ -86,6 +86,10 @@ pub struct TieredCache {
     inner: Arc<Inner>,
 }
 
+/// The flag id `check_readiness` reads from L2: its answer does not matter, only that L2
+/// answers.
+const READINESS_PROBE: &str = "flagcache.readiness-probe";
+
 /// The cache behind the handles.
 pub(crate) struct Inner {
     policy: Policy,
@@ -318,6 +322,19 @@ impl TieredCache {
         inner
             .health
             .readiness(inner.l2.is_some(), inner.backplane.is_subscribed())
+    }
+
+    /// [`readiness`](Self::readiness), after asking L2 again when its last call did not reach
+    /// it (one read of a probe key, within `l2_timeout`). For a readiness probe: an instance
+    /// taken out of rotation gets no traffic, so no miss would ever tell it that L2 is back.
+    pub async fn check_readiness(&self) -> Readiness {
+        let inner = &self.inner;
+        if let Some(l2) = &inner.l2 {
+            if inner.health.readiness(true, false).l2_reachable != Some(true) {
+                let _ = l2.get_many(&[FlagId::new(READINESS_PROBE)]).await;
+            }
+        }
+        self.readiness()
     }
 
     /// The definition of `id` from L1 only, without waiting for anything. On a miss, the load
