@@ -105,4 +105,21 @@ async fn l2_source_and_notice_calls_are_spans_and_hits_are_not() {
         notice.contains("ids=1") && notice.contains("outcome=\"applied\""),
         "{notice}"
     );
+
+    // A call its caller gave up on (L2 hangs, the read is dropped): its span says so.
+    l2.set_hanging(true);
+    let c = instance();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_millis(20),
+        c.get(&FlagId::new("hangs")),
+    )
+    .await;
+    tokio::task::yield_now().await;
+    let spans = captured.take();
+    let cancelled = spans
+        .lines()
+        .find(|l| l.contains("flagcache.call") && l.contains("L2 read"))
+        .unwrap_or_else(|| panic!("no L2 read span in:\n{spans}"));
+    assert!(cancelled.contains("outcome=\"cancelled\""), "{cancelled}");
+    l2.set_hanging(false);
 }

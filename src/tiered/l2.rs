@@ -30,7 +30,8 @@ pub(crate) struct L2 {
 /// fails over like any other failure instead of unwinding through the reader.
 ///
 /// Each call is a `debug` span `flagcache.call` with fields `call` (what), `ids` (how many
-/// flags it is about), `outcome` (`ok`, or the error's kind) and `micros` (its duration), and
+/// flags it is about), `outcome` (`ok`, the error's kind, or `cancelled` when the caller
+/// dropped the call) and `micros` (its duration), and
 /// with the `metrics` feature a sample of the histogram `flagcache_call_seconds` (`layer`:
 /// `l2` or `l3`).
 pub(crate) async fn bounded<T>(
@@ -47,8 +48,14 @@ pub(crate) async fn bounded<T>(
         outcome = tracing::field::Empty,
         micros = tracing::field::Empty
     );
-    let started = Instant::now();
-    let bounded = tokio::time::timeout(limit, CatchUnwind(Box::pin(call))).instrument(span.clone());
+    // Records the call's end, `cancelled` if the caller dropped it before it ended.
+    let mut record = CallRecord {
+        span: span.clone(),
+        layer,
+        started: Instant::now(),
+        outcome: None,
+    };
+    let bounded = tokio::time::timeout(limit, CatchUnwind(Box::pin(call))).instrument(span);
     let result = match bounded.await {
         Ok(Ok(result)) => result,
         Ok(Err(())) => Err(Error::new(ErrorKind::Backend, format!("{what} panicked"))),
@@ -57,19 +64,36 @@ pub(crate) async fn bounded<T>(
             format!("{what} took over {limit:?}"),
         )),
     };
-    let outcome = || match &result {
+    record.outcome = Some(match &result {
         Ok(_) => "ok".to_owned(),
         Err(e) => format!("{:?}", e.kind()),
-    };
-    if !span.is_disabled() {
-        span.record("outcome", outcome().as_str());
-        span.record("micros", started.elapsed().as_micros() as u64);
-    }
-    #[cfg(feature = "metrics")]
-    super::metrics::record_call(layer, &outcome(), started.elapsed().as_secs_f64());
-    #[cfg(not(feature = "metrics"))]
-    let _ = (layer, outcome);
+    });
     result
+}
+
+/// The end of one bounded call, recorded when dropped: on its span, and in the
+/// `flagcache_call_seconds` histogram with the `metrics` feature.
+struct CallRecord {
+    span: tracing::Span,
+    layer: &'static str,
+    started: Instant,
+    /// `None` until the call ended: dropped so, it was cancelled.
+    outcome: Option<String>,
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        let outcome = self.outcome.as_deref().unwrap_or("cancelled");
+        if !self.span.is_disabled() {
+            self.span.record("outcome", outcome);
+            self.span
+                .record("micros", self.started.elapsed().as_micros() as u64);
+        }
+        #[cfg(feature = "metrics")]
+        super::metrics::record_call(self.layer, outcome, self.started.elapsed().as_secs_f64());
+        #[cfg(not(feature = "metrics"))]
+        let _ = self.layer;
+    }
 }
 
 /// A future that turns a panic while it is polled into `Err(())`; it is not polled again.
