@@ -38,7 +38,9 @@ const ERROR: u64 = 3;
 ///   (`default`); `STALE` when the fail-safe served the definition past its TTL because every
 ///   backend failed. The flag metadata carries its `version`.
 /// - **Errors**: `FLAG_NOT_FOUND` for an absent flag; `PROVIDER_NOT_READY` before the warm-up
-///   completed, and when nothing is cached and the backends fail.
+///   completed, and when nothing is cached and the backends fail. Never `PARSE_ERROR`: every
+///   definition is validated before any layer caches it, and a corrupt value in L2 is a miss
+///   loaded from the source, so the provider never holds a definition it cannot read.
 /// - **Status**: `NotReady` until `initialize` warmed the cache up (within its budget), then
 ///   `Ready`; `Error` when the warm-up failed or ran out of its budget. After that it follows
 ///   the last answer: `STALE` when the fail-safe served it, `Ready` when it was fresh (so it
