@@ -36,6 +36,29 @@ fn ids(prefix: &str, n: usize) -> Vec<FlagId> {
         .collect()
 }
 
+/// Stores `n` flags of `id_prefix` at version 1 through `l2` and returns their ids.
+async fn stored(l2: &RedisCache, id_prefix: &str, n: usize) -> Vec<FlagId> {
+    let many = ids(id_prefix, n);
+    let flags: Vec<_> = many
+        .iter()
+        .map(|id| (id.clone(), def(id.as_str(), 1)))
+        .collect();
+    let outcome = l2.try_set_many(&flags, None).await.unwrap();
+    assert_eq!(outcome.stored, n);
+    many
+}
+
+/// A cache on `cluster` holding 300 flags, replicated before the test harms a primary (a
+/// failover loses what its replica had not got), and the primary of the first flag.
+async fn before_a_failover(cluster: &RedisCluster, prefix: &str) -> (RedisCache, Vec<FlagId>, u16) {
+    let l2 = cache(cluster, prefix);
+    let many = stored(&l2, prefix, 300).await;
+    cluster.wait_replicated(Duration::from_secs(10));
+    assert_eq!(l2.try_get_many(&many).await.unwrap().len(), 300);
+    let victim = cluster.primary_of(&l2.key_of(&many[0]));
+    (l2, many, victim)
+}
+
 fn cache(cluster: &RedisCluster, prefix: &str) -> RedisCache {
     RedisCache::cluster_builder(cluster.urls())
         .prefix(prefix)
@@ -280,18 +303,7 @@ async fn a_failover_costs_calls_at_most_their_timeout_and_service_comes_back() {
     let Some(mut cluster) = RedisCluster::start(3, 1) else {
         return;
     };
-    let l2 = cache(&cluster, "failover");
-    let many = ids("fo", 300);
-    let flags: Vec<_> = many
-        .iter()
-        .map(|id| (id.clone(), def(id.as_str(), 1)))
-        .collect();
-    l2.try_set_many(&flags, None).await.unwrap();
-    // Replicated before the primary dies (a failover loses what its replica had not got).
-    cluster.wait_replicated(Duration::from_secs(10));
-    assert_eq!(l2.try_get_many(&many).await.unwrap().len(), 300);
-
-    let victim = cluster.primary_of(&l2.key_of(&many[0]));
+    let (l2, many, victim) = before_a_failover(&cluster, "failover").await;
     cluster.kill(victim);
     let killed = Instant::now();
     let back = until_served(&l2, &many, "the primary died").await;
@@ -341,19 +353,9 @@ async fn a_primary_gone_silent_costs_calls_their_timeout_until_its_replica_takes
     let Some(cluster) = RedisCluster::start(3, 1) else {
         return;
     };
-    let l2 = cache(&cluster, "silent");
-    let many = ids("si", 300);
-    let flags: Vec<_> = many
-        .iter()
-        .map(|id| (id.clone(), def(id.as_str(), 1)))
-        .collect();
-    l2.try_set_many(&flags, None).await.unwrap();
-    cluster.wait_replicated(Duration::from_secs(10));
-    assert_eq!(l2.try_get_many(&many).await.unwrap().len(), 300);
-
+    let (l2, many, victim) = before_a_failover(&cluster, "silent").await;
     // The primary stops answering with its connections open (SIGSTOP): no error reaches the
     // client, only silence, until the cluster fails it over (cluster-node-timeout 1 s).
-    let victim = cluster.primary_of(&l2.key_of(&many[0]));
     cluster.pause(victim);
     let back = until_served(&l2, &many, "the primary went silent").await;
     eprintln!("silent primary: service back after {back:?}");
@@ -369,15 +371,7 @@ async fn a_silent_primary_is_left_behind_even_while_other_nodes_answer() {
     let Some(cluster) = RedisCluster::start(3, 1) else {
         return;
     };
-    let l2 = cache(&cluster, "hung");
-    let many = ids("hu", 300);
-    let flags: Vec<_> = many
-        .iter()
-        .map(|id| (id.clone(), def(id.as_str(), 1)))
-        .collect();
-    l2.try_set_many(&flags, None).await.unwrap();
-    cluster.wait_replicated(Duration::from_secs(10));
-    let victim = cluster.primary_of(&l2.key_of(&many[0]));
+    let (l2, many, victim) = before_a_failover(&cluster, "hung").await;
     let healthy = many
         .iter()
         .find(|id| cluster.primary_of(&l2.key_of(id)) != victim)
@@ -502,12 +496,7 @@ async fn keys_of_a_slot_mid_migration_are_read_where_they_are() {
     };
     // A hash-tagged prefix: every key in one slot, half of them moved to another primary.
     let l2 = cache(&cluster, "{mig}");
-    let many = ids("m", 200);
-    let flags: Vec<_> = many
-        .iter()
-        .map(|id| (id.clone(), def(id.as_str(), 1)))
-        .collect();
-    l2.try_set_many(&flags, None).await.unwrap();
+    let many = stored(&l2, "m", 200).await;
     let source = cluster.primary_of(&l2.key_of(&many[0]));
     let target = *cluster.primaries().iter().find(|&&p| p != source).unwrap();
     assert_eq!(cluster.half_migrate(&l2.key_of(&many[0]), target, 100), 100);
@@ -533,12 +522,7 @@ async fn load_all_never_calls_a_walk_whole_that_a_moving_slot_spoiled() {
     // to primary, 100 keys at a time:
     // a walk may meet the slot's keys on two primaries, or miss those that moved behind it.
     let l2 = cache(&cluster, "{lm}");
-    let many = ids("lm", 3000);
-    let flags: Vec<_> = many
-        .iter()
-        .map(|id| (id.clone(), def(id.as_str(), 1)))
-        .collect();
-    l2.try_set_many(&flags, None).await.unwrap();
+    let many = stored(&l2, "lm", 3000).await;
     let Reply::Integer(slot) = cluster.command(
         cluster.primaries()[0],
         &["CLUSTER", "KEYSLOT", &l2.key_of(&many[0])],

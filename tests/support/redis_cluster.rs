@@ -440,73 +440,29 @@ impl RedisCluster {
     /// migrates up to `keys` of its keys, then leaves the slot mid-migration: the source
     /// answers `ASK` for the keys it no longer has. Returns how many keys moved.
     pub fn half_migrate(&self, key: &str, target: u16, keys: usize) -> usize {
-        let slot = match self.ask_any(&["CLUSTER", "KEYSLOT", key]) {
+        let slot = self.slot_of(key);
+        let source = self.primary_of(key);
+        start_migration(&slot, source, target);
+        migrate_keys(&slot, source, target, keys)
+    }
+
+    /// The slot of `key`, as text for commands.
+    fn slot_of(&self, key: &str) -> String {
+        match self.ask_any(&["CLUSTER", "KEYSLOT", key]) {
             Reply::Integer(slot) => slot.to_string(),
             other => panic!("CLUSTER KEYSLOT {key}: {other:?}"),
-        };
-        let source = self.primary_of(key);
-        let id = |port: u16| match self.command(port, &["CLUSTER", "MYID"]) {
-            Reply::Bulk(Some(id)) => String::from_utf8(id).unwrap(),
-            other => panic!("CLUSTER MYID on {port}: {other:?}"),
-        };
-        let ok = Reply::Status("OK".into());
-        let (source_id, target_id) = (id(source), id(target));
-        let importing = ["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id];
-        assert_eq!(self.command(target, &importing), ok);
-        let migrating = ["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id];
-        assert_eq!(self.command(source, &migrating), ok);
-        let count = keys.to_string();
-        let names: Vec<String> =
-            match self.command(source, &["CLUSTER", "GETKEYSINSLOT", &slot, &count]) {
-                Reply::Array(Some(names)) => names
-                    .into_iter()
-                    .map(|n| match n {
-                        Reply::Bulk(Some(n)) => String::from_utf8(n).unwrap(),
-                        other => panic!("GETKEYSINSLOT: {other:?}"),
-                    })
-                    .collect(),
-                other => panic!("GETKEYSINSLOT: {other:?}"),
-            };
-        if !names.is_empty() {
-            let port = target.to_string();
-            let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
-            migrate.extend(names.iter().map(String::as_str));
-            assert_eq!(self.command(source, &migrate), ok, "MIGRATE");
         }
-        names.len()
     }
 
     /// Moves the slot of `key` (which must hold no keys) from its primary to the primary on
     /// `target`, as a resharding does (`CLUSTER SETSLOT ... IMPORTING/MIGRATING/NODE`), and waits
     /// until every live node agrees.
     pub fn move_empty_slot(&self, key: &str, target: u16) {
-        let slot = match self.ask_any(&["CLUSTER", "KEYSLOT", key]) {
-            Reply::Integer(slot) => slot.to_string(),
-            other => panic!("CLUSTER KEYSLOT {key}: {other:?}"),
-        };
+        let slot = self.slot_of(key);
         let source = self.primary_of(key);
         assert_ne!(source, target, "the slot is already there");
-        let id = |port: u16| match self.command(port, &["CLUSTER", "MYID"]) {
-            Reply::Bulk(Some(id)) => String::from_utf8(id).unwrap(),
-            other => panic!("CLUSTER MYID on {port}: {other:?}"),
-        };
-        let (source_id, target_id) = (id(source), id(target));
-        let ok = Reply::Status("OK".into());
-        let steps: [(u16, [&str; 5]); 4] = [
-            (
-                target,
-                ["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id],
-            ),
-            (
-                source,
-                ["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id],
-            ),
-            (target, ["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]),
-            (source, ["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]),
-        ];
-        for (port, args) in steps {
-            assert_eq!(self.command(port, &args), ok, "{args:?} on {port}");
-        }
+        start_migration(&slot, source, target);
+        assign_slot(&slot, source, target, &[]);
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.live().iter().any(|&port| {
             let map = slot_map(&self.command(port, &["CLUSTER", "SLOTS"])).unwrap();
@@ -632,46 +588,68 @@ pub fn move_slot_with_keys(
     step: usize,
     pause: Duration,
 ) -> usize {
-    let ask = |port: u16, args: &[&str]| {
-        redis_server::try_command_on(port, args)
-            .unwrap_or_else(|e| panic!("{args:?} on port {port}: {e}"))
-    };
-    let id = |port: u16| match ask(port, &["CLUSTER", "MYID"]) {
+    let slot = slot.to_string();
+    start_migration(&slot, source, target);
+    let mut moved = 0;
+    loop {
+        let n = migrate_keys(&slot, source, target, step);
+        if n == 0 {
+            break;
+        }
+        moved += n;
+        std::thread::sleep(pause);
+    }
+    assign_slot(&slot, source, target, primaries);
+    moved
+}
+
+/// One command to the node on `port`; panics on I/O errors.
+fn ask(port: u16, args: &[&str]) -> Reply {
+    redis_server::try_command_on(port, args)
+        .unwrap_or_else(|e| panic!("{args:?} on port {port}: {e}"))
+}
+
+fn node_id(port: u16) -> String {
+    match ask(port, &["CLUSTER", "MYID"]) {
         Reply::Bulk(Some(id)) => String::from_utf8(id).unwrap(),
         other => panic!("CLUSTER MYID on {port}: {other:?}"),
-    };
+    }
+}
+
+/// Marks `slot` importing on `target` and migrating on `source`.
+fn start_migration(slot: &str, source: u16, target: u16) {
     let ok = Reply::Status("OK".into());
-    let (slot, step) = (slot.to_string(), step.to_string());
-    let (source_id, target_id) = (id(source), id(target));
+    let (source_id, target_id) = (node_id(source), node_id(target));
     assert_eq!(
         ask(
             target,
-            &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id]
+            &["CLUSTER", "SETSLOT", slot, "IMPORTING", &source_id]
         ),
         ok
     );
     assert_eq!(
         ask(
             source,
-            &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id]
+            &["CLUSTER", "SETSLOT", slot, "MIGRATING", &target_id]
         ),
         ok
     );
-    let mut moved = 0;
-    loop {
-        let names: Vec<String> = match ask(source, &["CLUSTER", "GETKEYSINSLOT", &slot, &step]) {
-            Reply::Array(Some(names)) => names
-                .into_iter()
-                .map(|n| match n {
-                    Reply::Bulk(Some(n)) => String::from_utf8(n).unwrap(),
-                    other => panic!("GETKEYSINSLOT: {other:?}"),
-                })
-                .collect(),
-            other => panic!("GETKEYSINSLOT: {other:?}"),
-        };
-        if names.is_empty() {
-            break;
-        }
+}
+
+/// Migrates up to `count` keys of `slot` from `source` to `target`; returns how many.
+fn migrate_keys(slot: &str, source: u16, target: u16, count: usize) -> usize {
+    let count = count.to_string();
+    let names: Vec<String> = match ask(source, &["CLUSTER", "GETKEYSINSLOT", slot, &count]) {
+        Reply::Array(Some(names)) => names
+            .into_iter()
+            .map(|n| match n {
+                Reply::Bulk(Some(n)) => String::from_utf8(n).unwrap(),
+                other => panic!("GETKEYSINSLOT: {other:?}"),
+            })
+            .collect(),
+        other => panic!("GETKEYSINSLOT: {other:?}"),
+    };
+    if !names.is_empty() {
         let port = target.to_string();
         let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
         migrate.extend(names.iter().map(String::as_str));
@@ -680,21 +658,25 @@ pub fn move_slot_with_keys(
             matches!(&reply, Reply::Status(s) if s == "OK" || s == "NOKEY"),
             "MIGRATE: {reply:?}"
         );
-        moved += names.len();
-        std::thread::sleep(pause);
     }
+    names.len()
+}
+
+/// Assigns `slot` to `target` on `target`, `source` and the other `primaries`.
+fn assign_slot(slot: &str, source: u16, target: u16, primaries: &[u16]) {
+    let ok = Reply::Status("OK".into());
+    let target_id = node_id(target);
     assert_eq!(
-        ask(target, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]),
+        ask(target, &["CLUSTER", "SETSLOT", slot, "NODE", &target_id]),
         ok
     );
     assert_eq!(
-        ask(source, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]),
+        ask(source, &["CLUSTER", "SETSLOT", slot, "NODE", &target_id]),
         ok
     );
     for &port in primaries {
         if port != source && port != target {
-            let _ = ask(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]);
+            let _ = ask(port, &["CLUSTER", "SETSLOT", slot, "NODE", &target_id]);
         }
     }
-    moved
 }
