@@ -10,20 +10,19 @@
 //!
 //! Run: `cargo bench --bench cluster`.
 
+#[path = "support/l2_reads.rs"]
+mod l2_reads;
 #[path = "../tests/support/redis_cluster.rs"]
 mod redis_cluster;
 
-use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use flagcache::{FlagDefinition, FlagId, RedisCache};
-use redis::AsyncCommands;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::TcpSettings;
 use redis::{ConnectionInfo, IntoConnectionInfo};
 use redis_cluster::RedisCluster;
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::runtime::Runtime;
 
 /// Flags read by `get_many` (and the set `get` cycles through).
@@ -97,84 +96,6 @@ impl Fixture {
             _cluster: cluster,
         })
     }
-
-    fn group<'c>(
-        c: &'c mut Criterion,
-        name: &str,
-        elements: usize,
-    ) -> BenchmarkGroup<'c, WallTime> {
-        let mut g = c.benchmark_group(name);
-        g.throughput(Throughput::Elements(elements as u64));
-        g.warm_up_time(Duration::from_millis(500));
-        g.measurement_time(Duration::from_secs(2));
-        g.sample_size(20);
-        g
-    }
-
-    fn time<F, Fut>(&self, iters: u64, mut op: F) -> Duration
-    where
-        F: FnMut(usize) -> Fut,
-        Fut: Future<Output = ()>,
-    {
-        self.runtime.block_on(async {
-            let start = Instant::now();
-            for i in 0..iters {
-                op(i as usize % FLAGS).await;
-            }
-            start.elapsed()
-        })
-    }
-}
-
-/// One flag, a hit: `try_get` against a `GET` of the same key.
-fn get(c: &mut Criterion, f: &Fixture) {
-    let mut g = Fixture::group(c, "cluster/get", 1);
-    g.bench_function("flagcache", |b| {
-        b.iter_custom(|iters| {
-            f.time(iters, |i| async move {
-                let hit = f.cache.try_get(&f.ids[i]).await.unwrap();
-                assert!(black_box(hit).is_some());
-            })
-        })
-    });
-    g.bench_function("bare_client", |b| {
-        b.iter_custom(|iters| {
-            f.time(iters, |i| {
-                let mut conn = f.bare.clone();
-                async move {
-                    let hit: Option<Vec<u8>> = conn.get(&f.keys[i]).await.unwrap();
-                    assert!(black_box(hit).is_some());
-                }
-            })
-        })
-    });
-    g.finish();
-}
-
-/// 100 hits over every primary: `try_get_many` (one pipeline per primary, decoded) against
-/// the bare client's `MGET` of the same keys (split by slot, raw bytes).
-fn get_many(c: &mut Criterion, f: &Fixture) {
-    let mut g = Fixture::group(c, "cluster/get_many_100", FLAGS);
-    g.bench_function("flagcache", |b| {
-        b.iter_custom(|iters| {
-            f.time(iters, |_| async {
-                let hits = f.cache.try_get_many(&f.ids).await.unwrap();
-                assert_eq!(black_box(hits).len(), FLAGS);
-            })
-        })
-    });
-    g.bench_function("bare_client", |b| {
-        b.iter_custom(|iters| {
-            f.time(iters, |_| {
-                let mut conn = f.bare.clone();
-                async move {
-                    let hits: Vec<Option<Vec<u8>>> = conn.mget(&f.keys).await.unwrap();
-                    assert_eq!(black_box(hits).len(), FLAGS);
-                }
-            })
-        })
-    });
-    g.finish();
 }
 
 fn benches(c: &mut Criterion) {
@@ -182,8 +103,14 @@ fn benches(c: &mut Criterion) {
         eprintln!("cluster bench: no redis-server/redis-cli on the PATH; nothing measured");
         return;
     };
-    get(c, &f);
-    get_many(c, &f);
+    l2_reads::Reads {
+        runtime: &f.runtime,
+        cache: &f.cache,
+        bare: &f.bare,
+        ids: &f.ids,
+        keys: &f.keys,
+    }
+    .bench(c, "cluster");
 }
 
 criterion_group!(cluster, benches);

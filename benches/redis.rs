@@ -10,18 +10,19 @@
 //!
 //! Run: `cargo bench --bench redis`.
 
+#[path = "support/l2_reads.rs"]
+mod l2_reads;
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;
 
-use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use flagcache::{FlagDefinition, FlagId, RedisCache};
 use redis::aio::MultiplexedConnection;
 use redis::io::tcp::TcpSettings;
 use redis::{AsyncCommands, IntoConnectionInfo};
 use redis_server::RedisServer;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::runtime::Runtime;
 
 /// Flags written and read by the batch operations (and the set `get` cycles through).
@@ -111,89 +112,14 @@ impl Fixture {
         })
     }
 
-    /// A group of the shared shape: `elements` flags per call, the quick settings of
-    /// benches/compare.rs.
-    fn group<'c>(
-        c: &'c mut Criterion,
-        name: &str,
-        elements: usize,
-    ) -> BenchmarkGroup<'c, WallTime> {
-        let mut g = c.benchmark_group(name);
-        g.throughput(Throughput::Elements(elements as u64));
-        g.warm_up_time(Duration::from_millis(500));
-        g.measurement_time(Duration::from_secs(2));
-        g.sample_size(20);
-        g
-    }
-
-    /// Times `iters` sequential awaits of `op(i)` inside the runtime (criterion's
-    /// `async_tokio` feature is not enabled; `block_on` of the whole loop costs one entry).
-    fn time<F, Fut>(&self, iters: u64, mut op: F) -> Duration
+    /// Times `iters` sequential awaits of `op(i)` (see `l2_reads::time`).
+    fn time<F, Fut>(&self, iters: u64, op: F) -> Duration
     where
         F: FnMut(usize) -> Fut,
         Fut: Future<Output = ()>,
     {
-        self.runtime.block_on(async {
-            let start = Instant::now();
-            for i in 0..iters {
-                op(i as usize % FLAGS).await;
-            }
-            start.elapsed()
-        })
+        l2_reads::time(&self.runtime, FLAGS, iters, op)
     }
-}
-
-/// One flag, a hit: `try_get` against a `GET` of the same key.
-fn get(c: &mut Criterion, f: &Fixture) {
-    let mut g = Fixture::group(c, "redis/get", 1);
-    g.bench_function("flagcache", |b| {
-        b.iter_custom(|iters| {
-            f.time(iters, |i| async move {
-                let hit = f.cache.try_get(&f.ids[i]).await.unwrap();
-                assert!(black_box(hit).is_some());
-            })
-        })
-    });
-    g.bench_function("bare_client", |b| {
-        b.iter_custom(|iters| {
-            f.time(iters, |i| {
-                // The connection is a handle to one shared pipe; a clone per call is what
-                // `&mut` methods on a shared client cost.
-                let mut conn = f.bare.clone();
-                async move {
-                    let hit: Option<Vec<u8>> = conn.get(&f.keys[i]).await.unwrap();
-                    assert!(black_box(hit).is_some());
-                }
-            })
-        })
-    });
-    g.finish();
-}
-
-/// 100 hits: `try_get_many` (decoded definitions in a map) against an `MGET` of the same keys
-/// (raw bytes).
-fn get_many(c: &mut Criterion, f: &Fixture) {
-    let mut g = Fixture::group(c, "redis/get_many_100", FLAGS);
-    g.bench_function("flagcache", |b| {
-        b.iter_custom(|iters| {
-            f.time(iters, |_| async {
-                let hits = f.cache.try_get_many(&f.ids).await.unwrap();
-                assert_eq!(black_box(hits).len(), FLAGS);
-            })
-        })
-    });
-    g.bench_function("bare_client", |b| {
-        b.iter_custom(|iters| {
-            f.time(iters, |_| {
-                let mut conn = f.bare.clone();
-                async move {
-                    let hits: Vec<Option<Vec<u8>>> = conn.mget(&f.keys).await.unwrap();
-                    assert_eq!(black_box(hits).len(), FLAGS);
-                }
-            })
-        })
-    });
-    g.finish();
 }
 
 /// 100 writes in one pipeline: `try_set_many` (encode, version-guard script per key) against
@@ -201,7 +127,7 @@ fn get_many(c: &mut Criterion, f: &Fixture) {
 /// refuses only lower ones), so every iteration stores all 100.
 fn set_many(c: &mut Criterion, f: &Fixture) {
     let ttl_ms = TTL.as_millis() as u64;
-    let mut g = Fixture::group(c, "redis/set_many_100", FLAGS);
+    let mut g = l2_reads::group(c, "redis/set_many_100", FLAGS);
     g.bench_function("flagcache", |b| {
         b.iter_custom(|iters| {
             f.time(iters, |_| async {
@@ -270,7 +196,7 @@ fn set_many(c: &mut Criterion, f: &Fixture) {
 /// the limit (`STRLEN` first).
 fn bounded_read(c: &mut Criterion, f: &Fixture) {
     const LIMIT: usize = 256 * 1024;
-    let mut g = Fixture::group(c, "redis/bounded_read_1", 1);
+    let mut g = l2_reads::group(c, "redis/bounded_read_1", 1);
     g.bench_function("get", |b| {
         b.iter_custom(|iters| {
             f.time(iters, |i| {
@@ -294,7 +220,7 @@ fn bounded_read(c: &mut Criterion, f: &Fixture) {
         })
     });
     g.finish();
-    let mut g = Fixture::group(c, "redis/bounded_read_100", FLAGS);
+    let mut g = l2_reads::group(c, "redis/bounded_read_100", FLAGS);
     g.bench_function("mget", |b| {
         b.iter_custom(|iters| {
             f.time(iters, |_| {
@@ -351,8 +277,14 @@ fn redis(c: &mut Criterion) {
         eprintln!("redis bench skipped: no redis-server binary on the PATH");
         return;
     };
-    get(c, &f);
-    get_many(c, &f);
+    l2_reads::Reads {
+        runtime: &f.runtime,
+        cache: &f.cache,
+        bare: &f.bare,
+        ids: &f.ids,
+        keys: &f.keys,
+    }
+    .bench(c, "redis");
     set_many(c, &f);
     bounded_read(c, &f);
 }
