@@ -330,53 +330,73 @@ fn stored_strategy() -> impl Strategy<Value = Stored> {
     ]
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
-
-    #[test]
-    fn the_guard_and_the_reader_accept_the_same_stored_values(
-        stored in stored_strategy(),
-        new_version in prop_oneof![0..10u64, any::<u64>(), (1u64 << 53)..(1u64 << 53) + 4],
-    ) {
-        let Some(server) = SERVER.as_ref() else { return Ok(()) };
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async {
-            let l2 = cache(server, "prop");
-            let id = FlagId::new("f");
-            let text = match &stored {
-                Stored::Valid(v) => String::from_utf8(def("f", *v).to_json()).unwrap(),
-                Stored::Raw(raw) => stored_json("f", raw),
-                Stored::OtherId(v) => String::from_utf8(def("g", *v).to_json()).unwrap(),
-                Stored::Nameless(v) => {
-                    let mut d = def("f", *v);
-                    d.name.clear();
-                    String::from_utf8(d.to_json()).unwrap()
+/// The guard and the reader agree on every stored value, over one server the test owns (a
+/// server in a `static` is never dropped, and outlived the test binary).
+#[test]
+fn the_guard_and_the_reader_accept_the_same_stored_values() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let config = ProptestConfig {
+        cases: 200,
+        // Failures are kept in (and replayed from) `version_guard.proptest-regressions`.
+        source_file: Some(file!()),
+        ..ProptestConfig::default()
+    };
+    let new_version = prop_oneof![0..10u64, any::<u64>(), (1u64 << 53)..(1u64 << 53) + 4];
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let result = runner.run(
+        &(stored_strategy(), new_version),
+        |(stored, new_version)| {
+            let server = &server;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let l2 = cache(server, "prop");
+                let id = FlagId::new("f");
+                let text = match &stored {
+                    Stored::Valid(v) => String::from_utf8(def("f", *v).to_json()).unwrap(),
+                    Stored::Raw(raw) => stored_json("f", raw),
+                    Stored::OtherId(v) => String::from_utf8(def("g", *v).to_json()).unwrap(),
+                    Stored::Nameless(v) => {
+                        let mut d = def("f", *v);
+                        d.name.clear();
+                        String::from_utf8(d.to_json()).unwrap()
+                    }
+                    Stored::Newer(v) => newer_schema("f", *v),
+                };
+                server.command(&["SET", "prop:flag:f", &text]);
+                // The stored version the reader would honour: a definition it accepts, or a newer
+                // build's.
+                let honoured = match &stored {
+                    Stored::Newer(v) => Some(*v),
+                    _ => RedisCache::decode_value(&id, text.as_bytes(), 1 << 20)
+                        .ok()
+                        .map(|d| d.version),
+                };
+                let written = l2.try_set(&id, &def("f", new_version), None).await;
+                match honoured {
+                    Some(current) if current > new_version => {
+                        prop_assert_eq!(written.unwrap_err().kind(), ErrorKind::StaleVersion);
+                    }
+                    _ => {
+                        prop_assert!(
+                            written.is_ok(),
+                            "{:?} refused over {:?}",
+                            new_version,
+                            stored
+                        );
+                        let now = l2.try_get(&id).await.unwrap().unwrap();
+                        prop_assert_eq!(now.definition.version, new_version);
+                    }
                 }
-                Stored::Newer(v) => newer_schema("f", *v),
-            };
-            server.command(&["SET", "prop:flag:f", &text]);
-            // The stored version the reader would honour: a definition it accepts, or a newer
-            // build's.
-            let honoured = match &stored {
-                Stored::Newer(v) => Some(*v),
-                _ => RedisCache::decode_value(&id, text.as_bytes(), 1 << 20).ok().map(|d| d.version),
-            };
-            let written = l2.try_set(&id, &def("f", new_version), None).await;
-            match honoured {
-                Some(current) if current > new_version => {
-                    prop_assert_eq!(written.unwrap_err().kind(), ErrorKind::StaleVersion);
-                }
-                _ => {
-                    prop_assert!(written.is_ok(), "{:?} refused over {:?}", new_version, stored);
-                    let now = l2.try_get(&id).await.unwrap().unwrap();
-                    prop_assert_eq!(now.definition.version, new_version);
-                }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            })
+        },
+    );
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
-
-/// One server for every case of the property test.
-static SERVER: std::sync::LazyLock<Option<RedisServer>> =
-    std::sync::LazyLock::new(RedisServer::start);
