@@ -10,7 +10,7 @@
 
 use super::RedisCache;
 use super::conn::Conn;
-use super::shards::{self, SlotMap};
+use super::shards::{self, Shards, SlotMap};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sync::Arc;
 use futures_util::future::join_all;
@@ -75,11 +75,16 @@ impl RedisCache {
         let Some(shards) = &self.shards else {
             return Ok(None);
         };
-        if let Some(map) = shards.current() {
-            return Ok(Some(map));
+        match shards.current() {
+            Some(map) => Ok(Some(map)),
+            None => self.fetch_slot_map(shards).await.map(Some),
         }
+    }
+
+    /// Fetches the slot map (`CLUSTER SLOTS`) and keeps it in `shards`.
+    pub(crate) async fn fetch_slot_map(&self, shards: &Shards) -> Result<Arc<SlotMap>> {
         let reply: Value = self.request(redis::cmd("CLUSTER").arg("SLOTS")).await?;
-        Ok(Some(shards.set(SlotMap::from_reply(&reply)?)))
+        Ok(shards.set(SlotMap::from_reply(&reply)?))
     }
 
     /// A key moved or a node failed: the next batch fetches the slot map again.

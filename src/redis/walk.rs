@@ -83,8 +83,7 @@ impl RedisCache {
         let Some(shards) = &self.shards else {
             return Err(Error::new(ErrorKind::Backend, "a layout of a single node"));
         };
-        let slots: Value = self.request(redis::cmd("CLUSTER").arg("SLOTS")).await?;
-        let map = shards.set(SlotMap::from_reply(&slots)?);
+        let map = self.fetch_slot_map(shards).await?;
         let mut migrations = Vec::new();
         let mut epochs = Vec::new();
         for (from, &slot) in map.primaries().iter().enumerate() {

@@ -53,7 +53,7 @@ pub(crate) async fn bounded<T>(
         span: span.clone(),
         layer,
         started: Instant::now(),
-        outcome: None,
+        ended: None,
     };
     let bounded = tokio::time::timeout(limit, CatchUnwind(Box::pin(call))).instrument(span);
     let result = match bounded.await {
@@ -64,10 +64,7 @@ pub(crate) async fn bounded<T>(
             format!("{what} took over {limit:?}"),
         )),
     };
-    record.outcome = Some(match &result {
-        Ok(_) => "ok".to_owned(),
-        Err(e) => format!("{:?}", e.kind()),
-    });
+    record.ended = Some(result.as_ref().err().map(Error::kind));
     result
 }
 
@@ -77,20 +74,29 @@ struct CallRecord {
     span: tracing::Span,
     layer: &'static str,
     started: Instant,
-    /// `None` until the call ended: dropped so, it was cancelled.
-    outcome: Option<String>,
+    /// `None` until the call ended (dropped so, it was cancelled); then its error's kind, if
+    /// it failed.
+    ended: Option<Option<ErrorKind>>,
 }
 
 impl Drop for CallRecord {
     fn drop(&mut self) {
-        let outcome = self.outcome.as_deref().unwrap_or("cancelled");
+        // The outcome's text is made only for a span or a histogram that takes it.
+        if self.span.is_disabled() && !cfg!(feature = "metrics") {
+            return;
+        }
+        let outcome = match self.ended {
+            None => "cancelled".to_owned(),
+            Some(None) => "ok".to_owned(),
+            Some(Some(kind)) => format!("{kind:?}"),
+        };
         if !self.span.is_disabled() {
-            self.span.record("outcome", outcome);
+            self.span.record("outcome", outcome.as_str());
             self.span
                 .record("micros", self.started.elapsed().as_micros() as u64);
         }
         #[cfg(feature = "metrics")]
-        super::metrics::record_call(self.layer, outcome, self.started.elapsed().as_secs_f64());
+        super::metrics::record_call(self.layer, &outcome, self.started.elapsed().as_secs_f64());
         #[cfg(not(feature = "metrics"))]
         let _ = self.layer;
     }

@@ -184,16 +184,19 @@ impl Inner {
 
     /// Counts a landing as the reader's answer.
     fn answer(&self, landing: Landing) -> Option<CachedFlag> {
+        self.count(&landing);
         match landing {
-            Landing::Found(flag) => Some(flag),
-            Landing::Stale(flag) => {
-                add(&self.counters.stale_serves, 1);
-                Some(flag)
-            }
-            Landing::Absent | Landing::Failed => {
-                add(&self.counters.misses, 1);
-                None
-            }
+            Landing::Found(flag) | Landing::Stale(flag) => Some(flag),
+            Landing::Absent | Landing::Failed => None,
+        }
+    }
+
+    /// Counts a landing answered to a reader: a stale serve, or a miss.
+    fn count(&self, landing: &Landing) {
+        match landing {
+            Landing::Found(_) => {}
+            Landing::Stale(_) => add(&self.counters.stale_serves, 1),
+            Landing::Absent | Landing::Failed => add(&self.counters.misses, 1),
         }
     }
 
@@ -330,7 +333,7 @@ impl TieredCache {
     pub async fn check_readiness(&self) -> Readiness {
         let inner = &self.inner;
         if let Some(l2) = &inner.l2 {
-            if inner.health.readiness(true, false).l2_reachable != Some(true) {
+            if !inner.health.l2_reached() {
                 let _ = l2.get_many(&[FlagId::new(READINESS_PROBE)]).await;
             }
         }
@@ -382,7 +385,7 @@ impl TieredCache {
         }
         let landing = self.inner.miss(id).await;
         // Counted as `get_flag` counts it.
-        let _ = self.inner.answer(landing.clone());
+        self.inner.count(&landing);
         landing
     }
 

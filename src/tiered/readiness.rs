@@ -65,6 +65,11 @@ impl Health {
         self.l2.store(state, Ordering::Relaxed);
     }
 
+    /// True when the last L2 call reached L2.
+    pub(crate) fn l2_reached(&self) -> bool {
+        self.l2.load(Ordering::Relaxed) == REACHED
+    }
+
     pub(crate) fn source_failed(&self, e: &Error) {
         *lock(&self.source_error) = Some(SourceError {
             message: e.to_string(),
