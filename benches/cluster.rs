@@ -19,8 +19,6 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use flagcache::{FlagDefinition, FlagId, RedisCache};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::io::tcp::TcpSettings;
-use redis::{ConnectionInfo, IntoConnectionInfo};
 use redis_cluster::RedisCluster;
 use std::time::Duration;
 use tokio::runtime::Runtime;
@@ -68,15 +66,10 @@ impl Fixture {
             assert_eq!(outcome.stored, FLAGS, "preload");
             // A first batch read fetches the slot map: not part of a measurement.
             assert_eq!(cache.try_get_many(&ids).await.unwrap().len(), FLAGS);
-            let seeds: Vec<ConnectionInfo> = cluster
+            let seeds: Vec<_> = cluster
                 .urls()
                 .iter()
-                .map(|u| {
-                    u.as_str()
-                        .into_connection_info()
-                        .unwrap()
-                        .set_tcp_settings(TcpSettings::default().set_nodelay(true))
-                })
+                .map(|u| l2_reads::nodelay(u))
                 .collect();
             let bare = ClusterClientBuilder::new(seeds)
                 .build()

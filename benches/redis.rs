@@ -17,9 +17,8 @@ mod redis_server;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use flagcache::{FlagDefinition, FlagId, RedisCache};
+use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
-use redis::io::tcp::TcpSettings;
-use redis::{AsyncCommands, IntoConnectionInfo};
 use redis_server::RedisServer;
 use std::hint::black_box;
 use std::time::Duration;
@@ -85,13 +84,7 @@ impl Fixture {
             cache.try_ping().await.unwrap();
             let outcome = cache.try_set_many(&flags, None).await.unwrap();
             assert_eq!(outcome.stored, FLAGS, "preload");
-            // TCP_NODELAY as src/redis/builder.rs sets it, so both sides write alike.
-            let info = server
-                .url()
-                .as_str()
-                .into_connection_info()
-                .unwrap()
-                .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+            let info = l2_reads::nodelay(&server.url());
             let bare = redis::Client::open(info)
                 .unwrap()
                 .get_multiplexed_async_connection()

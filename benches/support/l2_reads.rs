@@ -7,10 +7,19 @@
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput};
 use flagcache::{FlagId, RedisCache};
-use redis::AsyncCommands;
+use redis::io::tcp::TcpSettings;
+use redis::{AsyncCommands, ConnectionInfo, IntoConnectionInfo};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
+
+/// The bare client's connection to `url`, with `TCP_NODELAY` as src/redis/builder.rs sets
+/// it, so both contenders write alike.
+pub fn nodelay(url: &str) -> ConnectionInfo {
+    url.into_connection_info()
+        .unwrap()
+        .set_tcp_settings(TcpSettings::default().set_nodelay(true))
+}
 
 /// A group of the shared shape: `elements` flags per call, the quick settings of
 /// benches/compare.rs.
