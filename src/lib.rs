@@ -99,8 +99,9 @@ pub use task::BackgroundTask;
 #[cfg(feature = "metrics")]
 pub use tiered::MetricsTask;
 pub use tiered::{
-    BackplaneTask, FlagSource, FlagStore, Readiness, RefreshTask, SetManyOutcome, SourceError,
-    Subscription, TieredCache, TieredCacheBuilder, TieredStats,
+    BackplaneTask, Change, ChangeFeed, ChangeFeedTask, FlagSource, FlagStore, Readiness,
+    RefreshTask, SetManyOutcome, SourceError, Subscription, TieredCache, TieredCacheBuilder,
+    TieredStats,
 };
 pub use time::{Clock, MockClock};
 

@@ -9,6 +9,7 @@
 mod backplane;
 mod builder;
 mod faults;
+mod leases;
 mod stats;
 mod table;
 #[cfg(all(test, not(flagcache_loom)))]
@@ -25,6 +26,7 @@ use crate::tiered::{FlagStore, SetManyOutcome, Subscription};
 use crate::time::{Clock, Ticks, duration_to_ticks};
 use backplane::Subscribers;
 use faults::Faults;
+use leases::Leases;
 use stats::{Counters, add};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -67,6 +69,7 @@ struct Shared {
     /// point. Never held across an `.await`.
     table: Mutex<Table>,
     subscribers: Subscribers,
+    leases: Mutex<Leases>,
     faults: Faults,
     counters: Counters,
     clock: Clock,
@@ -111,6 +114,7 @@ impl MemoryStore {
             shared: Arc::new(Shared {
                 table: Mutex::new(Table::new(b.max_flags)),
                 subscribers: Subscribers::new(),
+                leases: Mutex::new(Leases::default()),
                 faults: Faults::new(),
                 counters: Counters::default(),
                 clock: b.clock,
@@ -368,5 +372,13 @@ impl FlagStore for MemoryStore {
             .subscribers
             .subscribe()
             .inspect_err(|_| add(&c.failures, 1))
+    }
+
+    async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let c = &self.shared.counters;
+        self.begin(&c.lease_calls, "lease").await?;
+        check_ttl(ttl)?;
+        let now = self.shared.clock.now();
+        lock(&self.shared.leases).take(name, holder, now, expiry(now, ttl))
     }
 }

@@ -26,6 +26,8 @@ pub struct MemoryStoreStats {
     pub publishes: u64,
     /// Calls of `subscribe`.
     pub subscribes: u64,
+    /// Calls to `lease` (taken, renewed or refused).
+    pub lease_calls: u64,
     /// Ids asked for by `get_many` (found or not).
     pub flags_read: u64,
     /// Definitions stored by `set_many` and `fill_many`.
@@ -56,6 +58,7 @@ pub(super) struct Counters {
     pub(super) load_all_calls: AtomicU64,
     pub(super) publishes: AtomicU64,
     pub(super) subscribes: AtomicU64,
+    pub(super) lease_calls: AtomicU64,
     pub(super) flags_read: AtomicU64,
     pub(super) flags_stored: AtomicU64,
     pub(super) writes_refused: AtomicU64,
@@ -84,6 +87,7 @@ impl Counters {
             load_all_calls: get(&self.load_all_calls),
             publishes: get(&self.publishes),
             subscribes: get(&self.subscribes),
+            lease_calls: get(&self.lease_calls),
             flags_read: get(&self.flags_read),
             flags_stored: get(&self.flags_stored),
             writes_refused: get(&self.writes_refused),

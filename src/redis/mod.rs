@@ -11,6 +11,7 @@ mod builder;
 mod codec;
 mod conn;
 mod keys;
+mod lease;
 mod link;
 mod memo;
 mod script;

@@ -58,6 +58,10 @@ impl FlagStore for RedisCache {
         self.publish(&self.channel(), notice).await.map(|_| ())
     }
 
+    async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        self.try_lease(name, holder, ttl).await
+    }
+
     async fn subscribe(&self) -> Result<Subscription> {
         if let Target::Cluster(_, _, seeds) = self.link.target() {
             let messages = self.subscribe_sharded(seeds, &self.channel()).await?;

@@ -197,6 +197,15 @@ impl TieredCacheBuilder {
         self
     }
 
+    /// How long the instance following the change feed keeps the role without renewing its
+    /// L2 lease (default 10 s; renewed every third of it): how long the fleet goes without a
+    /// follower after that instance dies. See
+    /// [`TieredCache::start_change_feed`](crate::TieredCache::start_change_feed).
+    pub fn feed_lease(mut self, lease: Duration) -> Self {
+        self.policy.feed_lease = lease;
+        self
+    }
+
     /// The clock L1 and the policies read (a [`MockClock`](crate::MockClock) in tests).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);

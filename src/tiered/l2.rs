@@ -214,6 +214,16 @@ impl L2 {
             .await
     }
 
+    pub(crate) async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        self.call(
+            "L2 lease",
+            0,
+            self.timeout,
+            self.store.lease(name, holder, ttl),
+        )
+        .await
+    }
+
     pub(crate) async fn subscribe(&self, limit: Duration) -> Result<Subscription> {
         self.call("backplane subscribe", 0, limit, self.store.subscribe())
             .await

@@ -3,6 +3,7 @@
 //! case-insensitive database answering `Checkout` with `checkout`), or one that fails
 //! validation, is rejected and counted, never cached or written back.
 
+use super::changes::ChangeFeed;
 use super::l2::bounded;
 use super::policy::Policy;
 use super::readiness::Health;
@@ -97,6 +98,22 @@ impl L3 {
             loaded.rejected.extend(unanswered.cloned());
         }
         Ok(loaded)
+    }
+
+    pub(crate) fn has_change_feed(&self) -> bool {
+        self.source.has_change_feed()
+    }
+
+    /// Starts the source's change feed, within `limit`.
+    pub(crate) async fn subscribe_changes(&self, limit: Duration) -> Result<ChangeFeed> {
+        bounded(
+            "l3",
+            "the flag source's change feed",
+            0,
+            limit,
+            self.source.subscribe_changes(),
+        )
+        .await
     }
 
     /// Every definition, for warm-up; invalid ones are left out and counted.

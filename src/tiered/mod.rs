@@ -12,7 +12,9 @@
 
 mod backplane;
 mod builder;
+mod changes;
 mod deadlines;
+mod feed;
 pub(crate) mod flight;
 mod l2;
 mod l3;
@@ -31,6 +33,8 @@ mod write;
 
 pub use backplane::BackplaneTask;
 pub use builder::TieredCacheBuilder;
+pub use changes::{Change, ChangeFeed};
+pub use feed::ChangeFeedTask;
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsTask;
 pub use readiness::{Readiness, SourceError};
@@ -46,6 +50,7 @@ use crate::local::{CleanupTask, LocalCache};
 use crate::sync::Arc;
 use crate::time::Ticks;
 use backplane::Backplane;
+use feed::Feed;
 use flight::Role;
 use l2::L2;
 use l3::L3;
@@ -98,6 +103,7 @@ pub(crate) struct Inner {
     l3: Option<L3>,
     reads: ReadThrough,
     backplane: Backplane,
+    feed: Feed,
     warm_log: WarmUpLog,
     counters: Counters,
     /// What the layers recorded for [`TieredCache::readiness`].
@@ -141,6 +147,7 @@ impl Inner {
             health,
             reads: ReadThrough::new(&policy),
             backplane: Backplane::new(&policy),
+            feed: Feed::default(),
             warm_log: WarmUpLog::default(),
             policy,
             l1,
@@ -297,6 +304,7 @@ impl TieredCache {
         let mut s = inner.counters.snapshot(inner.l1.stats_now());
         s.background_loads = inner.reads.background_loads() as u64;
         s.backplane_subscribed = inner.backplane.is_subscribed();
+        s.feed_following = inner.feed.is_following();
         #[cfg(all(feature = "redis", not(flagcache_loom)))]
         {
             s.l2 = self

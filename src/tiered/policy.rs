@@ -28,6 +28,8 @@ pub(crate) struct Policy {
     pub(crate) remembered_flags: usize,
     /// Backplane notices larger than this are dropped unread.
     pub(crate) max_notice_bytes: usize,
+    /// How long the lease of the instance following the change feed lasts unrenewed.
+    pub(crate) feed_lease: Duration,
 }
 
 impl Default for Policy {
@@ -48,6 +50,7 @@ impl Default for Policy {
             max_background_loads: 256,
             remembered_flags: 10_000,
             max_notice_bytes: 256 * 1024,
+            feed_lease: Duration::from_secs(10),
         }
     }
 }
@@ -64,6 +67,7 @@ impl Policy {
             ("l2_timeout", self.l2_timeout),
             ("bulk_timeout", self.bulk_timeout),
             ("backplane_timeout", self.backplane_timeout),
+            ("feed_lease", self.feed_lease),
         ] {
             if d.is_zero() {
                 return Err(Error::invalid_config(format!("{what} is zero")));

@@ -55,6 +55,19 @@ pub struct TieredStats {
     pub revalidations: u64,
     /// True while the backplane is subscribed.
     pub backplane_subscribed: bool,
+    /// Times this instance started following the source's change feed.
+    pub feed_subscriptions: u64,
+    /// Flags announced by the change feed and written through (or invalidated) by this
+    /// instance.
+    pub feed_changes: u64,
+    /// Times this instance compared the whole source with the caches (each time it started
+    /// following the feed, and when the feed announced that anything may have changed).
+    pub feed_resyncs: u64,
+    /// Times following the feed failed (the lease, the feed, the source or L2), and was
+    /// tried again.
+    pub feed_errors: u64,
+    /// True while this instance follows the change feed.
+    pub feed_following: bool,
 }
 
 #[derive(Default)]
@@ -76,6 +89,10 @@ pub(crate) struct Counters {
     pub(crate) notices_bad: AtomicU64,
     pub(crate) subscriptions: AtomicU64,
     pub(crate) revalidations: AtomicU64,
+    pub(crate) feed_subscriptions: AtomicU64,
+    pub(crate) feed_changes: AtomicU64,
+    pub(crate) feed_resyncs: AtomicU64,
+    pub(crate) feed_errors: AtomicU64,
 }
 
 /// Adds `n` to one counter (these sit beside network calls or misses, never on an L1 hit).
@@ -111,6 +128,11 @@ impl Counters {
             subscriptions: get(&self.subscriptions),
             revalidations: get(&self.revalidations),
             backplane_subscribed: false,
+            feed_subscriptions: get(&self.feed_subscriptions),
+            feed_changes: get(&self.feed_changes),
+            feed_resyncs: get(&self.feed_resyncs),
+            feed_errors: get(&self.feed_errors),
+            feed_following: false,
         }
     }
 }

@@ -81,6 +81,24 @@ pub trait FlagStore: Send + Sync + 'static {
 
     /// Subscribes to the notices of this store's namespace.
     fn subscribe(&self) -> impl Future<Output = Result<Subscription>> + Send;
+
+    /// Takes the lease `name` for `holder` for `ttl` if nobody holds it, or renews it if
+    /// `holder` does; true when `holder` holds it after the call. A lease elects one instance
+    /// of a fleet for a job that one instance should do (following the source's change feed).
+    /// Leases live in this store's namespace, apart from the flags: `clear` leaves them.
+    ///
+    /// The default grants every request: right for a store that no other instance shares.
+    /// A shared store without leases makes every instance do the job (the work repeated, its
+    /// outcome the same).
+    fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let _ = (name, holder, ttl);
+        async { Ok(true) }
+    }
 }
 
 /// Notices from a [`FlagStore`], in the order the store delivers them.
@@ -150,6 +168,7 @@ pub(crate) trait DynStore: Send + Sync {
     fn load_all(&self) -> Boxed<'_, Vec<FlagDefinition>>;
     fn publish<'a>(&'a self, notice: &'a [u8]) -> Boxed<'a, ()>;
     fn subscribe(&self) -> Boxed<'_, Subscription>;
+    fn lease<'a>(&'a self, name: &'a str, holder: &'a str, ttl: Duration) -> Boxed<'a, bool>;
     /// The store itself, for [`TieredCache::l2`](crate::TieredCache::l2).
     fn as_any(&self) -> &dyn Any;
 }
@@ -193,6 +212,10 @@ impl<S: FlagStore> DynStore for S {
 
     fn subscribe(&self) -> Boxed<'_, Subscription> {
         Box::pin(FlagStore::subscribe(self))
+    }
+
+    fn lease<'a>(&'a self, name: &'a str, holder: &'a str, ttl: Duration) -> Boxed<'a, bool> {
+        Box::pin(FlagStore::lease(self, name, holder, ttl))
     }
 
     fn as_any(&self) -> &dyn Any {

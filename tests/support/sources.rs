@@ -179,3 +179,78 @@ impl<F: Fn(FlagDefinition) -> FlagDefinition + Send + Sync + 'static> FlagSource
             .collect())
     }
 }
+
+/// A source with a change feed: `announce` sends a change to every feed open now, `end_feeds`
+/// ends them (as a dropped database connection would). Counts the feeds started.
+#[derive(Clone)]
+pub struct Announcing {
+    pub inner: SqliteSource,
+    feeds: Arc<std::sync::Mutex<Vec<tokio::sync::mpsc::Sender<flagcache::Change>>>>,
+    pub subscriptions: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Announcing {
+    pub fn new(inner: SqliteSource) -> Self {
+        Self {
+            inner,
+            feeds: Arc::default(),
+            subscriptions: Arc::default(),
+        }
+    }
+
+    /// Sends `change` to every open feed; returns how many took it.
+    pub fn announce(&self, change: flagcache::Change) -> usize {
+        let mut feeds = self.feeds.lock().unwrap();
+        feeds.retain(|f| !f.is_closed());
+        feeds
+            .iter()
+            .filter(|f| f.try_send(change.clone()).is_ok())
+            .count()
+    }
+
+    /// Announces that flags `ids` changed.
+    pub fn changed(&self, ids: &[&str]) -> usize {
+        self.announce(flagcache::Change::Flags(
+            ids.iter().copied().map(FlagId::new).collect(),
+        ))
+    }
+
+    pub fn end_feeds(&self) {
+        self.feeds.lock().unwrap().clear();
+    }
+
+    pub fn open_feeds(&self) -> usize {
+        let mut feeds = self.feeds.lock().unwrap();
+        feeds.retain(|f| !f.is_closed());
+        feeds.len()
+    }
+}
+
+impl FlagSource for Announcing {
+    async fn load(&self, id: &FlagId) -> flagcache::Result<Option<FlagDefinition>> {
+        self.inner.load(id).await
+    }
+
+    async fn load_many(
+        &self,
+        ids: &[FlagId],
+    ) -> flagcache::Result<HashMap<FlagId, FlagDefinition>> {
+        self.inner.load_many(ids).await
+    }
+
+    async fn load_all(&self) -> flagcache::Result<Vec<FlagDefinition>> {
+        self.inner.load_all().await
+    }
+
+    fn has_change_feed(&self) -> bool {
+        true
+    }
+
+    async fn subscribe_changes(&self) -> flagcache::Result<flagcache::ChangeFeed> {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        self.feeds.lock().unwrap().push(tx);
+        self.subscriptions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(flagcache::ChangeFeed::from_channel(rx))
+    }
+}

@@ -53,6 +53,11 @@ impl Backplane {
         }
     }
 
+    /// This instance's id on the backplane (also its name as a lease holder).
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
+    }
+
     pub(crate) fn is_subscribed(&self) -> bool {
         self.subscribed.load(Ordering::Relaxed) == 1
     }

@@ -1,0 +1,284 @@
+//! The source's change feed, followed once per fleet: instances of one process sharing a
+//! `MemoryStore` (L2, its leases and its backplane) and a real SQLite source that announces its
+//! changes. Over PostgreSQL's `LISTEN`/`NOTIFY` and Redis: `postgres_source.rs`.
+
+#![allow(clippy::disallowed_types)]
+
+#[path = "support/sources.rs"]
+mod sources;
+#[path = "support/wait.rs"]
+mod wait;
+
+use flagcache::{
+    BackplaneTask, Change, ChangeFeedTask, ErrorKind, FlagCache, FlagId, FlagStore, MemoryStore,
+    TieredCache,
+};
+use sources::{Announcing, Db, def};
+use std::time::Duration;
+use wait::wait_for;
+
+fn instance(l2: Option<&MemoryStore>, source: &Announcing) -> TieredCache {
+    let builder = TieredCache::builder()
+        .source(source.clone())
+        .l1_ttl(Duration::from_secs(600))
+        .feed_lease(Duration::from_millis(300));
+    match l2 {
+        Some(l2) => builder.l2(l2.clone()),
+        None => builder,
+    }
+    .build()
+    .unwrap()
+}
+
+/// An instance with its backplane and change feed running.
+struct Running {
+    cache: TieredCache,
+    _backplane: Option<BackplaneTask>,
+    feed: ChangeFeedTask,
+}
+
+async fn start(l2: Option<&MemoryStore>, source: &Announcing) -> Running {
+    let cache = instance(l2, source);
+    let backplane = l2.map(|_| cache.start_backplane().unwrap());
+    if backplane.is_some() {
+        wait_for("the subscription", || {
+            cache.tiered_stats().backplane_subscribed
+        })
+        .await;
+    }
+    let feed = cache.start_change_feed().unwrap();
+    Running {
+        cache,
+        _backplane: backplane,
+        feed,
+    }
+}
+
+fn version(cache: &TieredCache, id: &str) -> Option<u64> {
+    cache.l1().get_now(id).map(|f| f.definition.version)
+}
+
+fn followers(fleet: &[Running]) -> usize {
+    fleet
+        .iter()
+        .filter(|r| r.cache.tiered_stats().feed_following)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_follows_and_a_change_in_the_source_reaches_every_l1() {
+    let db = Db::new("feed-fleet");
+    db.source.upsert(&def("f", 1)).unwrap();
+    let source = Announcing::new(db.source.clone());
+    let l2 = MemoryStore::new();
+    let mut fleet = Vec::new();
+    for _ in 0..3 {
+        fleet.push(start(Some(&l2), &source).await);
+    }
+    wait_for("a follower", || followers(&fleet) == 1).await;
+    let f = FlagId::new("f");
+    for r in &fleet {
+        assert_eq!(r.cache.get(&f).await.unwrap().definition.version, 1);
+    }
+    assert_eq!(source.open_feeds(), 1, "one feed for the fleet");
+
+    // An admin tool edits the flag in the database, not through a cache.
+    db.source.upsert(&def("f", 2)).unwrap();
+    let writes = l2.stats().set_many_calls;
+    assert_eq!(source.changed(&["f"]), 1);
+    for r in &fleet {
+        wait_for("v1 gone from every L1", || {
+            version(&r.cache, "f") != Some(1)
+        })
+        .await;
+        assert_eq!(r.cache.get(&f).await.unwrap().definition.version, 2);
+    }
+    assert_eq!(
+        l2.stats().set_many_calls - writes,
+        1,
+        "written to L2 once for the fleet"
+    );
+    let stored = l2.get_many(std::slice::from_ref(&f)).await.unwrap();
+    assert_eq!(stored[&f].definition.version, 2);
+
+    // Deleted in the database: gone from L2 and every L1.
+    db.source.delete("f").unwrap();
+    source.changed(&["f"]);
+    for r in &fleet {
+        wait_for("f gone from every L1", || version(&r.cache, "f").is_none()).await;
+        assert!(r.cache.get(&f).await.is_none());
+    }
+    assert!(
+        l2.get_many(std::slice::from_ref(&f))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        fleet
+            .iter()
+            .map(|r| r.cache.tiered_stats().feed_changes)
+            .sum::<u64>(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_feed_first_mends_what_changed_before_it() {
+    let db = Db::new("feed-resync");
+    for id in ["kept", "edited", "deleted", "uncached"] {
+        db.source.upsert(&def(id, 1)).unwrap();
+    }
+    let source = Announcing::new(db.source.clone());
+    let l2 = MemoryStore::new();
+    let reader = instance(Some(&l2), &source);
+    let _backplane = reader.start_backplane().unwrap();
+    wait_for("the subscription", || {
+        reader.tiered_stats().backplane_subscribed
+    })
+    .await;
+    for id in ["kept", "edited", "deleted"] {
+        reader.get(&FlagId::new(id)).await.unwrap();
+    }
+    // Changed while no feed was followed: nobody announced them.
+    db.source.upsert(&def("edited", 2)).unwrap();
+    db.source.delete("deleted").unwrap();
+    db.source.upsert(&def("uncached", 2)).unwrap();
+
+    let follower = start(Some(&l2), &source).await;
+    wait_for("the resync", || {
+        follower.cache.tiered_stats().feed_resyncs == 1
+    })
+    .await;
+    wait_for("v1 of `edited` gone from the reader", || {
+        version(&reader, "edited") != Some(1)
+    })
+    .await;
+    let edited = reader.get(&FlagId::new("edited")).await.unwrap();
+    assert_eq!(edited.definition.version, 2);
+    wait_for("`deleted` gone from the reader", || {
+        version(&reader, "deleted").is_none()
+    })
+    .await;
+    assert_eq!(version(&reader, "kept"), Some(1));
+    let ids: Vec<FlagId> = ["kept", "edited", "deleted", "uncached"]
+        .iter()
+        .copied()
+        .map(FlagId::new)
+        .collect();
+    let stored = l2.get_many(&ids).await.unwrap();
+    assert_eq!(stored[&ids[1]].definition.version, 2);
+    assert!(!stored.contains_key(&ids[2]));
+    assert!(
+        !stored.contains_key(&ids[3]),
+        "a flag cached nowhere is left for reads to load"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_that_ends_is_followed_again_and_what_it_missed_is_mended() {
+    let db = Db::new("feed-ends");
+    db.source.upsert(&def("f", 1)).unwrap();
+    let source = Announcing::new(db.source.clone());
+    let l2 = MemoryStore::new();
+    let running = start(Some(&l2), &source).await;
+    let cache = &running.cache;
+    wait_for("the first feed", || cache.tiered_stats().feed_resyncs == 1).await;
+    cache.get(&FlagId::new("f")).await.unwrap();
+
+    // The database connection drops; a change lands before the feed is back.
+    source.end_feeds();
+    db.source.upsert(&def("f", 2)).unwrap();
+    wait_for("the second feed", || {
+        cache.tiered_stats().feed_subscriptions == 2
+    })
+    .await;
+    wait_for("v2 after the resync", || version(cache, "f") == Some(2)).await;
+    assert!(cache.tiered_stats().feed_resyncs >= 2);
+
+    // `All` from the source: a resync.
+    db.source.upsert(&def("f", 3)).unwrap();
+    source.announce(Change::All);
+    wait_for("v3 after the announced resync", || {
+        version(cache, "f") == Some(3)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_follower_stops_another_instance_takes_over() {
+    let db = Db::new("feed-takeover");
+    db.source.upsert(&def("f", 1)).unwrap();
+    let source = Announcing::new(db.source.clone());
+    let l2 = MemoryStore::new();
+    let mut fleet = vec![
+        start(Some(&l2), &source).await,
+        start(Some(&l2), &source).await,
+    ];
+    wait_for("a follower", || followers(&fleet) == 1).await;
+    let leader = fleet
+        .iter()
+        .position(|r| r.cache.tiered_stats().feed_following)
+        .unwrap();
+    let stopped = fleet.remove(leader);
+    stopped.feed.stop();
+    // The other takes the lease once it runs out (300 ms), and follows a feed of its own.
+    wait_for("the other instance following", || followers(&fleet) == 1).await;
+    let other = &fleet[0].cache;
+    other.get(&FlagId::new("f")).await.unwrap();
+    db.source.upsert(&def("f", 2)).unwrap();
+    wait_for("the new follower's feed", || source.open_feeds() == 1).await;
+    source.changed(&["f"]);
+    wait_for("v2 through the new follower", || {
+        version(other, "f") == Some(2)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_without_l2_follows_for_itself_and_an_unreachable_l2_elects_nobody() {
+    let db = Db::new("feed-alone");
+    db.source.upsert(&def("f", 1)).unwrap();
+    let source = Announcing::new(db.source.clone());
+    let alone = start(None, &source).await;
+    alone.cache.get(&FlagId::new("f")).await.unwrap();
+    wait_for("following", || alone.cache.tiered_stats().feed_following).await;
+    db.source.upsert(&def("f", 2)).unwrap();
+    source.changed(&["f"]);
+    wait_for("v2", || version(&alone.cache, "f") == Some(2)).await;
+    drop(alone);
+
+    // With L2 down, no lease can be taken: nobody follows (nobody could tell the fleet), and
+    // following starts once L2 is back.
+    let l2 = MemoryStore::new();
+    l2.set_failing(true);
+    let cache = instance(Some(&l2), &source);
+    let _feed = cache.start_change_feed().unwrap();
+    wait_for("failed attempts", || cache.tiered_stats().feed_errors >= 2).await;
+    assert!(!cache.tiered_stats().feed_following);
+    l2.set_failing(false);
+    wait_for("following once L2 is back", || {
+        cache.tiered_stats().feed_following
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_feed_needs_a_source_that_has_one() {
+    let no_source = TieredCache::builder().build().unwrap();
+    let e = no_source.start_change_feed().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+    let db = Db::new("feed-none");
+    let without_feed = TieredCache::builder()
+        .source(db.source.clone())
+        .build()
+        .unwrap();
+    let e = without_feed.start_change_feed().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+    assert!(e.to_string().contains("no change feed"), "{e}");
+    let e = TieredCache::builder()
+        .feed_lease(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+}
