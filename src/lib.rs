@@ -76,6 +76,8 @@ mod local;
 mod memory;
 #[cfg(all(feature = "openfeature", not(flagcache_loom)))]
 mod openfeature;
+#[cfg(all(feature = "postgres", not(flagcache_loom)))]
+mod postgres;
 #[cfg(all(feature = "redis", not(flagcache_loom)))]
 mod redis;
 mod sync;
@@ -93,6 +95,8 @@ pub use local::{CleanupTask, FillOutcome, FillTicket, LocalCache, LocalCacheBuil
 pub use memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreStats};
 #[cfg(all(feature = "openfeature", not(flagcache_loom)))]
 pub use openfeature::FlagcacheProvider;
+#[cfg(all(feature = "postgres", not(flagcache_loom)))]
+pub use postgres::{PostgresSource, PostgresSourceBuilder};
 #[cfg(all(feature = "redis", not(flagcache_loom)))]
 pub use redis::{RedisCache, RedisCacheBuilder, RedisStats};
 pub use task::BackgroundTask;

@@ -10,14 +10,17 @@ mod sources;
 mod wait;
 
 use flagcache::{
-    BackplaneTask, Change, ChangeFeedTask, ErrorKind, FlagCache, FlagId, FlagStore, MemoryStore,
-    TieredCache,
+    BackplaneTask, Change, ChangeFeedTask, ErrorKind, FlagCache, FlagId, FlagSource, FlagStore,
+    MemoryStore, TieredCache,
 };
-use sources::{Announcing, Db, def};
+use sources::{Announcing, Db, Rewriting, def};
 use std::time::Duration;
 use wait::wait_for;
 
-fn instance(l2: Option<&MemoryStore>, source: &Announcing) -> TieredCache {
+fn instance<S: FlagSource + Clone>(
+    l2: Option<&MemoryStore>,
+    source: &Announcing<S>,
+) -> TieredCache {
     let builder = TieredCache::builder()
         .source(source.clone())
         .l1_ttl(Duration::from_secs(600))
@@ -37,7 +40,7 @@ struct Running {
     feed: ChangeFeedTask,
 }
 
-async fn start(l2: Option<&MemoryStore>, source: &Announcing) -> Running {
+async fn start<S: FlagSource + Clone>(l2: Option<&MemoryStore>, source: &Announcing<S>) -> Running {
     let cache = instance(l2, source);
     let backplane = l2.map(|_| cache.start_backplane().unwrap());
     if backplane.is_some() {
@@ -172,6 +175,43 @@ async fn a_new_feed_first_mends_what_changed_before_it() {
     assert!(
         !stored.contains_key(&ids[3]),
         "a flag cached nowhere is left for reads to load"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_keeps_what_the_source_answers_invalid() {
+    let db = Db::new("feed-invalid");
+    db.source.upsert(&def("good", 1)).unwrap();
+    db.source.upsert(&def("broken", 1)).unwrap();
+    let l2 = MemoryStore::new();
+    let reader = instance(Some(&l2), &Announcing::new(db.source.clone()));
+    for id in ["good", "broken"] {
+        reader.get(&FlagId::new(id)).await.unwrap();
+    }
+    // The source's code now answers an invalid definition of `broken` (an empty name): not a
+    // deletion. The cached copies stand.
+    let source = Announcing::new(Rewriting {
+        inner: db.source.clone(),
+        rewrite: |mut d: flagcache::FlagDefinition| {
+            if d.id.as_str() == "broken" {
+                d.name.clear();
+            }
+            d
+        },
+    });
+    let follower = start(Some(&l2), &source).await;
+    wait_for("the resync", || {
+        follower.cache.tiered_stats().feed_resyncs == 1
+    })
+    .await;
+    let broken = FlagId::new("broken");
+    assert!(reader.l1().get_now("broken").is_some(), "dropped from L1");
+    assert!(
+        l2.get_many(std::slice::from_ref(&broken))
+            .await
+            .unwrap()
+            .contains_key(&broken),
+        "invalidated in L2"
     );
 }
 

@@ -125,7 +125,7 @@ impl Inner {
     /// what the source no longer has. Flags cached nowhere are left for reads to load.
     async fn resync(self: &Arc<Self>) -> Result<usize> {
         let Some(l3) = &self.l3 else { return Ok(0) };
-        let defs = l3.load_all(&self.counters).await?;
+        let (defs, invalid) = l3.load_all_checked(&self.counters).await?;
         let stored: HashMap<FlagId, u64> = match &self.l2 {
             Some(l2) => l2
                 .load_all()
@@ -135,7 +135,10 @@ impl Inner {
                 .collect(),
             None => HashMap::new(),
         };
-        let in_source: HashSet<FlagId> = defs.iter().map(|d| d.id.clone()).collect();
+        // An invalid definition is the source's too: its flag is not deleted, and the cached
+        // copies stand.
+        let mut in_source = invalid;
+        in_source.extend(defs.iter().map(|d| d.id.clone()));
         let changed: Vec<(FlagId, FlagDefinition)> = defs
             .into_iter()
             .filter(|def| {

@@ -118,6 +118,15 @@ impl L3 {
 
     /// Every definition, for warm-up; invalid ones are left out and counted.
     pub(crate) async fn load_all(&self, counters: &Counters) -> Result<Vec<FlagDefinition>> {
+        self.load_all_checked(counters).await.map(|(defs, _)| defs)
+    }
+
+    /// Every valid definition, and the ids of those left out as invalid (which the source
+    /// has, so they are not deleted flags).
+    pub(crate) async fn load_all_checked(
+        &self,
+        counters: &Counters,
+    ) -> Result<(Vec<FlagDefinition>, HashSet<FlagId>)> {
         add(&counters.l3_loads, 1);
         let mut defs = bounded(
             "l3",
@@ -131,15 +140,17 @@ impl L3 {
             add(&counters.l3_errors, 1);
             self.health.source_failed(e);
         })?;
+        let mut rejected = HashSet::new();
         defs.retain(|def| match def.validate() {
             Ok(()) => true,
             Err(e) => {
                 add(&counters.l3_rejected, 1);
                 tracing::warn!(error = %e, flag = %def.id, "the flag source's load_all answered an invalid definition; left out");
+                rejected.insert(def.id.clone());
                 false
             }
         });
-        Ok(defs)
+        Ok((defs, rejected))
     }
 }
 

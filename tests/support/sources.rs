@@ -183,14 +183,14 @@ impl<F: Fn(FlagDefinition) -> FlagDefinition + Send + Sync + 'static> FlagSource
 /// A source with a change feed: `announce` sends a change to every feed open now, `end_feeds`
 /// ends them (as a dropped database connection would). Counts the feeds started.
 #[derive(Clone)]
-pub struct Announcing {
-    pub inner: SqliteSource,
+pub struct Announcing<S = SqliteSource> {
+    pub inner: S,
     feeds: Arc<std::sync::Mutex<Vec<tokio::sync::mpsc::Sender<flagcache::Change>>>>,
     pub subscriptions: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl Announcing {
-    pub fn new(inner: SqliteSource) -> Self {
+impl<S> Announcing<S> {
+    pub fn new(inner: S) -> Self {
         Self {
             inner,
             feeds: Arc::default(),
@@ -226,7 +226,7 @@ impl Announcing {
     }
 }
 
-impl FlagSource for Announcing {
+impl<S: FlagSource + Clone> FlagSource for Announcing<S> {
     async fn load(&self, id: &FlagId) -> flagcache::Result<Option<FlagDefinition>> {
         self.inner.load(id).await
     }

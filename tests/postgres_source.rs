@@ -1,0 +1,264 @@
+//! `PostgresSource` on a real PostgreSQL (a schema of its own per test) and, for the fleet, a
+//! real `redis-server` as L2 and backplane: loads, the triggers, and the change feed through
+//! plain SQL, a killed connection and a truncated table.
+
+#![allow(clippy::disallowed_types)]
+
+#[path = "support/postgres.rs"]
+mod postgres;
+#[path = "support/redis_server.rs"]
+mod redis_server;
+#[path = "support/wait.rs"]
+mod wait;
+
+use flagcache::{
+    BackplaneTask, ChangeFeedTask, ErrorKind, FlagCache, FlagDefinition, FlagId, FlagSource,
+    PostgresSource, RedisCache, TieredCache,
+};
+use postgres::Pg;
+use redis_server::RedisServer;
+use std::time::Duration;
+use wait::wait_for;
+
+fn def(id: &str, version: u64) -> FlagDefinition {
+    FlagDefinition::new_boolean(id, "A flag", true)
+        .unwrap()
+        .with_version(version)
+}
+
+fn ids(ids: &[&str]) -> Vec<FlagId> {
+    ids.iter().copied().map(FlagId::new).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_read_the_table_and_the_triggers_keep_versions_growing() {
+    let Some(pg) = Pg::start("loads").await else {
+        return;
+    };
+    let source = pg.source();
+    source.install().await.unwrap();
+    source.install().await.unwrap(); // idempotent
+    source.upsert(&def("a", 3)).await.unwrap();
+    source.upsert(&def("b", 1)).await.unwrap();
+
+    assert_eq!(
+        source
+            .load(&FlagId::new("a"))
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        3
+    );
+    assert!(source.load(&FlagId::new("none")).await.unwrap().is_none());
+    let many = source.load_many(&ids(&["a", "b", "none"])).await.unwrap();
+    assert_eq!(many.len(), 2);
+    assert_eq!(source.load_all().await.unwrap().len(), 2);
+
+    // An edit in plain SQL that leaves the version as it is: the trigger raises it.
+    let table = source.table().to_owned();
+    pg.sql(&format!(
+        "UPDATE {table} SET definition = jsonb_set(definition, '{{enabled}}', 'false') WHERE id = 'a'"
+    ))
+    .await;
+    let a = source.load(&FlagId::new("a")).await.unwrap().unwrap();
+    assert_eq!((a.version, a.enabled), (4, false));
+    // The columns win over the document's own id and version.
+    pg.sql(&format!(
+        "UPDATE {table} SET definition = definition || '{{\"id\": \"other\", \"version\": 99}}' WHERE id = 'b'"
+    ))
+    .await;
+    let b = source.load(&FlagId::new("b")).await.unwrap().unwrap();
+    assert_eq!((b.id.as_str(), b.version), ("b", 2));
+
+    // A row that is not a flag: a clear error naming it, never "absent".
+    pg.sql(&format!(
+        "INSERT INTO {table} (id, definition) VALUES ('bad', '{{\"name\": 5}}')"
+    ))
+    .await;
+    let e = source.load(&FlagId::new("bad")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt);
+    assert!(e.to_string().contains("`bad`"), "{e}");
+    assert!(source.load_many(&ids(&["a", "bad"])).await.is_err());
+    assert!(source.load_all().await.is_err());
+}
+
+#[tokio::test]
+async fn bad_settings_fail_at_build() {
+    for (schema, table) in [("Public", "flags"), ("public", "flags;--"), ("", "flags")] {
+        let e = PostgresSource::builder(postgres::DEFAULT_URL)
+            .schema(schema)
+            .table(table)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{schema}.{table}");
+    }
+    let e = PostgresSource::builder("postgres://[nonsense")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+    let e = PostgresSource::builder(postgres::DEFAULT_URL)
+        .heartbeat(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_is_killed_is_made_again() {
+    let Some(pg) = Pg::start("reconnect").await else {
+        return;
+    };
+    let source = pg.source();
+    source.install().await.unwrap();
+    source.upsert(&def("a", 1)).await.unwrap();
+    for pid in pg.flagcache_backends(false).await {
+        pg.terminate(pid).await;
+    }
+    // The first load may find the connection dead (Unavailable); a later one reconnects.
+    let mut loaded = None;
+    for _ in 0..50 {
+        match source.load(&FlagId::new("a")).await {
+            Ok(found) => {
+                loaded = found;
+                break;
+            }
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(loaded.unwrap().version, 1);
+}
+
+/// An instance of the fleet: L2 and backplane on `redis`, L3 the table, the feed started.
+struct Instance {
+    cache: TieredCache,
+    _backplane: BackplaneTask,
+    _feed: ChangeFeedTask,
+}
+
+async fn fleet(redis: &RedisServer, source: &PostgresSource, n: usize) -> Vec<Instance> {
+    let mut fleet = Vec::new();
+    for _ in 0..n {
+        let cache = TieredCache::builder()
+            .l2(RedisCache::builder(&redis.url())
+                .prefix("pgfeed")
+                .build()
+                .unwrap())
+            .source(source.clone())
+            .l1_ttl(Duration::from_secs(600))
+            .feed_lease(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let backplane = cache.start_backplane().unwrap();
+        wait_for("the subscription", || {
+            cache.tiered_stats().backplane_subscribed
+        })
+        .await;
+        let feed = cache.start_change_feed().unwrap();
+        fleet.push(Instance {
+            cache,
+            _backplane: backplane,
+            _feed: feed,
+        });
+    }
+    wait_for("one follower", || {
+        fleet
+            .iter()
+            .filter(|i| i.cache.tiered_stats().feed_following)
+            .count()
+            == 1
+    })
+    .await;
+    fleet
+}
+
+fn version(cache: &TieredCache, id: &str) -> Option<u64> {
+    cache.l1().get_now(id).map(|f| f.definition.version)
+}
+
+/// Waits for every instance's L1 to drop `old` of `id`, then reads it through the layers.
+async fn wait_version(fleet: &[Instance], id: &str, old: u64, want: Option<u64>) {
+    for i in fleet {
+        wait_for(&format!("{id} v{old} gone from every L1"), || {
+            version(&i.cache, id) != Some(old)
+        })
+        .await;
+        let got = i
+            .cache
+            .get(&FlagId::new(id))
+            .await
+            .map(|f| f.definition.version);
+        assert_eq!(got, want, "{id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_sql_reaches_every_instance_and_a_killed_feed_is_followed_again() {
+    let Some(pg) = Pg::start("feed").await else {
+        return;
+    };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let source = pg.source();
+    source.install().await.unwrap();
+    source.upsert(&def("a", 1)).await.unwrap();
+    source.upsert(&def("b", 1)).await.unwrap();
+    let fleet = fleet(&redis, &source, 3).await;
+    let table = source.table().to_owned();
+    for i in &fleet {
+        for id in ["a", "b"] {
+            assert_eq!(
+                i.cache
+                    .get(&FlagId::new(id))
+                    .await
+                    .unwrap()
+                    .definition
+                    .version,
+                1
+            );
+        }
+    }
+
+    // An admin edits in plain SQL: the trigger raises the version and notifies on commit.
+    pg.sql(&format!(
+        "UPDATE {table} SET definition = jsonb_set(definition, '{{enabled}}', 'false') WHERE id = 'a'"
+    ))
+    .await;
+    wait_version(&fleet, "a", 1, Some(2)).await;
+    for i in &fleet {
+        assert!(
+            !i.cache
+                .get(&FlagId::new("a"))
+                .await
+                .unwrap()
+                .definition
+                .enabled
+        );
+    }
+
+    // The feed's connection is killed; a change lands before it is back: the follower
+    // listens again, resyncs, and the change arrives.
+    let listening = pg.flagcache_backends(true).await;
+    assert_eq!(listening.len(), 1, "one LISTEN for the fleet");
+    let subscriptions: u64 = fleet
+        .iter()
+        .map(|i| i.cache.tiered_stats().feed_subscriptions)
+        .sum();
+    pg.terminate(listening[0]).await;
+    pg.sql(&format!("DELETE FROM {table} WHERE id = 'b'")).await;
+    wait_version(&fleet, "b", 1, None).await;
+    wait_for("the feed followed again", || {
+        fleet
+            .iter()
+            .map(|i| i.cache.tiered_stats().feed_subscriptions)
+            .sum::<u64>()
+            > subscriptions
+    })
+    .await;
+
+    // A TRUNCATE: anything may have changed; every flag is checked.
+    pg.sql(&format!("TRUNCATE {table}")).await;
+    wait_version(&fleet, "a", 2, None).await;
+}
