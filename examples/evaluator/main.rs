@@ -41,6 +41,7 @@
 // Example code is outside the crate's loom facade rule (clippy.toml bans std atomics there).
 #![allow(clippy::disallowed_types)]
 
+mod database;
 mod histogram;
 #[path = "../../tests/support/redis_server.rs"]
 mod redis_server;
@@ -49,6 +50,7 @@ mod sqlite_source;
 mod workload;
 
 use crossbeam_utils::CachePadded;
+use database::Database;
 use flagcache::{EvalContext, FlagCache, FlagDefinition, FlagId, FlagSource, Reason, TieredCache};
 use histogram::Histogram;
 use sqlite_source::SqliteSource;
@@ -88,6 +90,8 @@ struct Config {
     private_redis: bool,
     /// Serve the caches' metrics as Prometheus text here (`--metrics-addr`).
     metrics_addr: Option<std::net::SocketAddr>,
+    /// L3 on this PostgreSQL instead of SQLite (`POSTGRES_URL`, or `--postgres`).
+    postgres_url: Option<String>,
 }
 
 /// What the workers share: all read-only but `stop` and their own `progress` slot.
@@ -168,7 +172,7 @@ fn run(mut config: Config) -> Result<(), Box<dyn Error>> {
         .build()?;
     let _entered = runtime.enter();
 
-    let source = open_database(config)?;
+    let source = runtime.block_on(open_database(config))?;
     let defs = runtime.block_on(source.load_all())?;
     let flags = defs.len();
     let ids: Vec<&str> = defs.iter().map(|d| d.id.as_str()).collect();
@@ -182,6 +186,11 @@ fn run(mut config: Config) -> Result<(), Box<dyn Error>> {
     let cache = tiered(config, &source, flags)?;
     let admin = tiered(config, &source, flags)?;
     let warmed = runtime.block_on(cache.warm_up())?;
+    // A database that announces its changes (PostgreSQL): the cache follows them.
+    let _feed = match source.has_change_feed() {
+        true => Some(cache.start_change_feed()?),
+        false => None,
+    };
     // Reloads the flags the evaluators read before they expire, in batches.
     let _refresh = cache.start_refresh_task(Duration::from_millis(250))?;
     let _metrics = serve_metrics(config, &cache)?;
@@ -191,9 +200,13 @@ fn run(mut config: Config) -> Result<(), Box<dyn Error>> {
         false => None,
     };
     println!(
-        "L1 in process (TTL {:?}), L2 {l2_label}, L3 SQLite {} ({warmed} flags loaded into L1)",
+        "L1 in process (TTL {:?}), L2 {l2_label}, L3 {} ({warmed} flags loaded into L1)",
         config.l1_ttl,
-        config.db.display(),
+        match &source {
+            Database::Sqlite(_) => format!("SQLite {}", config.db.display()),
+            #[allow(unreachable_patterns)] // without the `postgres` feature
+            other => other.label(),
+        },
     );
 
     let shared = Shared {
@@ -256,8 +269,12 @@ fn run(mut config: Config) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// Opens the SQLite database, filling it with the demo flags on the first run.
-fn open_database(config: &Config) -> Result<SqliteSource, Box<dyn Error>> {
+/// Opens the database (PostgreSQL at `postgres_url`, or else SQLite), filling it with the
+/// demo flags on the first run.
+async fn open_database(config: &Config) -> Result<Database, Box<dyn Error>> {
+    if let Some(url) = &config.postgres_url {
+        return postgres(url, config).await;
+    }
     if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -272,11 +289,22 @@ fn open_database(config: &Config) -> Result<SqliteSource, Box<dyn Error>> {
             config.flags
         );
     }
-    Ok(source)
+    Ok(Database::Sqlite(source))
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres(url: &str, config: &Config) -> Result<Database, Box<dyn Error>> {
+    let demo = workload::demo_flags(config.flags, SEED)?;
+    Database::postgres(url, || demo).await
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres(_: &str, _: &Config) -> Result<Database, Box<dyn Error>> {
+    Err("POSTGRES_URL needs the `postgres` feature: cargo run --release --features postgres --example evaluator".into())
 }
 
 /// One instance's cache over the shared L2 (when `REDIS_URL` is set) and L3.
-fn tiered(config: &Config, source: &SqliteSource, flags: usize) -> flagcache::Result<TieredCache> {
+fn tiered(config: &Config, source: &Database, flags: usize) -> flagcache::Result<TieredCache> {
     let builder = TieredCache::builder()
         .l1_size(flags + flags / 4 + TYPOS)
         .l1_ttl(config.l1_ttl)
@@ -341,11 +369,13 @@ fn on_cluster(
     ))
 }
 
-/// The admin service: changes `per_sec` flags a second in SQLite and through its own cache
-/// (its L1, and L2 when there is one), recording each change for the observer.
+/// The admin service: changes `per_sec` flags a second in the database, recording each change
+/// for the observer. With SQLite it also writes the change through its own cache (its L1, and
+/// L2 when there is one); with PostgreSQL it writes plain SQL only, and the change reaches the
+/// caches through the database's change feed.
 async fn write_changes(
     shared: &Shared,
-    source: &SqliteSource,
+    source: &Database,
     admin: &TieredCache,
     ids: &[FlagId],
     per_sec: f64,
@@ -358,16 +388,13 @@ async fn write_changes(
     while !shared.stop.load(Relaxed) {
         tick.tick().await;
         let id = rng.pick(ids);
-        let Ok(Some(mut def)) = source.load(id).await else {
+        let Some(def) = source.change(id).await else {
             continue;
         };
-        def.version += 1;
-        def.enabled = !def.enabled;
-        if source.upsert(&def).is_err() {
-            continue;
-        }
         let version = def.version;
-        admin.set(id, def, None).await;
+        if !source.has_change_feed() {
+            admin.set(id, def, None).await;
+        }
         let change = Change {
             id: id.clone(),
             version,
@@ -405,7 +432,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// `--seconds N` (or `EVALUATOR_SECONDS`), `--flags N`, `--threads N`.
 fn parse_args() -> Result<Config, Box<dyn Error>> {
     const USAGE: &str = "usage: evaluator [--seconds N] [--flags N] [--threads N] [--db PATH] \
-         [--l1-ttl SECONDS] [--changes-per-sec N] [--no-redis] [--metrics-addr HOST:PORT]   (env: EVALUATOR_SECONDS, REDIS_URL, REDIS_CLUSTER)";
+         [--l1-ttl SECONDS] [--changes-per-sec N] [--no-redis] [--metrics-addr HOST:PORT] [--postgres URL]   (env: EVALUATOR_SECONDS, REDIS_URL, REDIS_CLUSTER, POSTGRES_URL)";
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut config = Config {
         seconds: 5.0,
@@ -428,6 +455,7 @@ fn parse_args() -> Result<Config, Box<dyn Error>> {
             .filter(|nodes| !nodes.is_empty()),
         private_redis: true,
         metrics_addr: None,
+        postgres_url: std::env::var("POSTGRES_URL").ok().filter(|u| !u.is_empty()),
     };
     if let Ok(s) = std::env::var("EVALUATOR_SECONDS") {
         config.seconds = s
@@ -461,6 +489,7 @@ fn parse_args() -> Result<Config, Box<dyn Error>> {
             }
             "--changes-per-sec" => config.changes_per_sec = value.parse().map_err(|e| bad(&e))?,
             "--metrics-addr" => config.metrics_addr = Some(value.parse().map_err(|e| bad(&e))?),
+            "--postgres" => config.postgres_url = Some(value),
             _ => return Err(format!("unknown argument {arg}\n{USAGE}").into()),
         }
     }
@@ -622,9 +651,22 @@ fn print_summary(shared: &Shared, config: &Config, reports: &[WorkerReport]) {
     #[cfg(not(feature = "redis"))]
     println!("L2 (Redis)       not built (the `redis` feature is off)");
     println!(
-        "L3 (SQLite)      {} loads, {} fills, {} errors",
-        tiered.l3_loads, tiered.l3_fills, tiered.l3_errors
+        "L3 ({})    {} loads, {} fills, {} errors",
+        if config.postgres_url.is_some() {
+            "Postgres"
+        } else {
+            "SQLite"
+        },
+        tiered.l3_loads,
+        tiered.l3_fills,
+        tiered.l3_errors
     );
+    if config.postgres_url.is_some() {
+        println!(
+            "change feed      {} changes applied, {} resyncs, following: {}",
+            tiered.feed_changes, tiered.feed_resyncs, tiered.feed_following
+        );
+    }
     println!(
         "read-through     {} coalesced waits, {} negative-cache answers, {} stale serves, {} refreshed ahead",
         tiered.coalesced_waits, tiered.negative_hits, tiered.stale_serves, tiered.refreshes
@@ -639,7 +681,9 @@ fn print_summary(shared: &Shared, config: &Config, reports: &[WorkerReport]) {
             propagation.count(),
             propagation.percentile_ns(0.50) as f64 / 1e9,
             propagation.max_ns() as f64 / 1e9,
-            if config.redis_url.is_some() || config.redis_cluster.is_some() {
+            if config.postgres_url.is_some() {
+                "plain SQL, through the change feed; the observer polls every 5 ms"
+            } else if config.redis_url.is_some() || config.redis_cluster.is_some() {
                 "over the backplane; the observer polls every 5 ms"
             } else {
                 "by refresh: without Redis there is no backplane"
