@@ -55,32 +55,42 @@ async fn loads_read_the_table_and_the_triggers_keep_versions_growing() {
     assert_eq!(many.len(), 2);
     assert_eq!(source.load_all().await.unwrap().len(), 2);
 
-    // An edit in plain SQL that leaves the version as it is: the trigger raises it.
+    // An edit in plain SQL that leaves the version as it is: the trigger gives it the
+    // sequence's next value (b's insert took 4).
     let table = source.table().to_owned();
     pg.sql(&format!(
         "UPDATE {table} SET definition = jsonb_set(definition, '{{enabled}}', 'false') WHERE id = 'a'"
     ))
     .await;
     let a = source.load(&FlagId::new("a")).await.unwrap().unwrap();
-    assert_eq!((a.version, a.enabled), (4, false));
+    assert_eq!((a.version, a.enabled), (5, false));
     // The columns win over the document's own id and version.
     pg.sql(&format!(
         "UPDATE {table} SET definition = definition || '{{\"id\": \"other\", \"version\": 99}}' WHERE id = 'b'"
     ))
     .await;
     let b = source.load(&FlagId::new("b")).await.unwrap().unwrap();
-    assert_eq!((b.id.as_str(), b.version), ("b", 2));
+    assert_eq!((b.id.as_str(), b.version), ("b", 6));
 
-    // A row that is not a flag: a clear error naming it, never "absent".
+    // A row that is not a flag: answered as an invalid definition of its id (which the cache
+    // rejects), never as "absent", and the other rows still load.
     pg.sql(&format!(
         "INSERT INTO {table} (id, definition) VALUES ('bad', '{{\"name\": 5}}')"
     ))
     .await;
-    let e = source.load(&FlagId::new("bad")).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Corrupt);
-    assert!(e.to_string().contains("`bad`"), "{e}");
-    assert!(source.load_many(&ids(&["a", "bad"])).await.is_err());
-    assert!(source.load_all().await.is_err());
+    let bad = source.load(&FlagId::new("bad")).await.unwrap().unwrap();
+    assert_eq!(bad.validate().unwrap_err().kind(), ErrorKind::InvalidFlag);
+    let many = source.load_many(&ids(&["a", "bad"])).await.unwrap();
+    assert!(many[&FlagId::new("a")].validate().is_ok());
+    assert!(many[&FlagId::new("bad")].validate().is_err());
+    assert_eq!(source.load_all().await.unwrap().len(), 3);
+    let cache = TieredCache::builder()
+        .source(source.clone())
+        .build()
+        .unwrap();
+    assert!(cache.get(&FlagId::new("bad")).await.is_none());
+    assert!(cache.get(&FlagId::new("a")).await.is_some());
+    assert_eq!(cache.tiered_stats().l3_rejected, 1);
 }
 
 #[tokio::test]
@@ -177,8 +187,14 @@ fn version(cache: &TieredCache, id: &str) -> Option<u64> {
     cache.l1().get_now(id).map(|f| f.definition.version)
 }
 
-/// Waits for every instance's L1 to drop `old` of `id`, then reads it through the layers.
-async fn wait_version(fleet: &[Instance], id: &str, old: u64, want: Option<u64>) {
+/// Waits for every instance's L1 to drop `old` of `id`, then reads it through the layers: the
+/// source's version (or nothing, when the source has none).
+async fn wait_version(fleet: &[Instance], source: &PostgresSource, id: &str, old: u64) {
+    let want = source
+        .load(&FlagId::new(id))
+        .await
+        .unwrap()
+        .map(|d| d.version);
     for i in fleet {
         wait_for(&format!("{id} v{old} gone from every L1"), || {
             version(&i.cache, id) != Some(old)
@@ -216,7 +232,12 @@ async fn plain_sql_reaches_every_instance_and_a_killed_feed_is_followed_again() 
                     .unwrap()
                     .definition
                     .version,
-                1
+                source
+                    .load(&FlagId::new(id))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .version
             );
         }
     }
@@ -226,7 +247,7 @@ async fn plain_sql_reaches_every_instance_and_a_killed_feed_is_followed_again() 
         "UPDATE {table} SET definition = jsonb_set(definition, '{{enabled}}', 'false') WHERE id = 'a'"
     ))
     .await;
-    wait_version(&fleet, "a", 1, Some(2)).await;
+    wait_version(&fleet, &source, "a", 1).await;
     for i in &fleet {
         assert!(
             !i.cache
@@ -248,7 +269,7 @@ async fn plain_sql_reaches_every_instance_and_a_killed_feed_is_followed_again() 
         .sum();
     pg.terminate(listening[0]).await;
     pg.sql(&format!("DELETE FROM {table} WHERE id = 'b'")).await;
-    wait_version(&fleet, "b", 1, None).await;
+    wait_version(&fleet, &source, "b", 2).await;
     wait_for("the feed followed again", || {
         fleet
             .iter()
@@ -260,5 +281,5 @@ async fn plain_sql_reaches_every_instance_and_a_killed_feed_is_followed_again() 
 
     // A TRUNCATE: anything may have changed; every flag is checked.
     pg.sql(&format!("TRUNCATE {table}")).await;
-    wait_version(&fleet, "a", 2, None).await;
+    wait_version(&fleet, &source, "a", 3).await;
 }

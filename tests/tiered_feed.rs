@@ -234,7 +234,10 @@ async fn a_feed_that_ends_is_followed_again_and_what_it_missed_is_mended() {
     })
     .await;
     wait_for("v2 after the resync", || version(cache, "f") == Some(2)).await;
-    assert!(cache.tiered_stats().feed_resyncs >= 2);
+    wait_for("the second resync counted", || {
+        cache.tiered_stats().feed_resyncs >= 2
+    })
+    .await;
 
     // `All` from the source: a resync.
     db.source.upsert(&def("f", 3)).unwrap();
@@ -321,4 +324,109 @@ async fn the_feed_needs_a_source_that_has_one() {
         .build()
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_mends_other_instances_l1_when_l2_no_longer_holds_the_flag() {
+    let db = Db::new("feed-resync-l1");
+    db.source.upsert(&def("f", 1)).unwrap();
+    let source = Announcing::new(db.source.clone());
+    let l2 = MemoryStore::new();
+    let reader = instance(Some(&l2), &source);
+    let _backplane = reader.start_backplane().unwrap();
+    wait_for("the subscription", || {
+        reader.tiered_stats().backplane_subscribed
+    })
+    .await;
+    reader.get(&FlagId::new("f")).await.unwrap();
+    // L2's copy goes (its TTL ran out, or Redis evicted it); the reader's L1 keeps v1; the
+    // flag changes while no feed is followed.
+    FlagStore::clear(&l2).await.unwrap();
+    db.source.upsert(&def("f", 2)).unwrap();
+    let follower = start(Some(&l2), &source).await;
+    wait_for("the resync", || {
+        follower.cache.tiered_stats().feed_resyncs == 1
+    })
+    .await;
+    wait_for("v1 gone from the reader", || {
+        version(&reader, "f") != Some(1)
+    })
+    .await;
+    assert_eq!(
+        reader
+            .get(&FlagId::new("f"))
+            .await
+            .unwrap()
+            .definition
+            .version,
+        2
+    );
+}
+
+/// A source whose feed this instance cannot start (its network, its credentials).
+#[derive(Clone)]
+struct Unreachable<S>(S);
+
+impl<S: FlagSource + Clone> FlagSource for Unreachable<S> {
+    async fn load(&self, id: &FlagId) -> flagcache::Result<Option<flagcache::FlagDefinition>> {
+        self.0.load(id).await
+    }
+
+    async fn load_all(&self) -> flagcache::Result<Vec<flagcache::FlagDefinition>> {
+        self.0.load_all().await
+    }
+
+    fn has_change_feed(&self) -> bool {
+        true
+    }
+
+    async fn subscribe_changes(&self) -> flagcache::Result<flagcache::ChangeFeed> {
+        Err(flagcache::Error::new(
+            ErrorKind::Unavailable,
+            "LISTEN: connection refused",
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_cannot_follow_lets_another_take_the_lease() {
+    let db = Db::new("feed-stuck-lease");
+    db.source.upsert(&def("f", 1)).unwrap();
+    let l2 = MemoryStore::new();
+    // Longer than the longest pause between two attempts to follow (2 s): renewed on every
+    // attempt, the lease would never lapse.
+    let lease = Duration::from_millis(2500);
+    let stuck = TieredCache::builder()
+        .l2(l2.clone())
+        .source(Unreachable(db.source.clone()))
+        .feed_lease(lease)
+        .build()
+        .unwrap();
+    let _stuck_feed = stuck.start_change_feed().unwrap();
+    wait_for("a failed attempt", || stuck.tiered_stats().feed_errors >= 1).await;
+    let healthy = start(Some(&l2), &Announcing::new(db.source.clone())).await;
+    let deadline = std::time::Instant::now() + 4 * lease;
+    while !healthy.cache.tiered_stats().feed_following {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nobody follows: the instance that cannot failed {} times and kept the lease",
+            stuck.tiered_stats().feed_errors
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_task_ends_with_its_cache() {
+    let db = Db::new("feed-weak");
+    db.source.upsert(&def("f", 1)).unwrap();
+    let source = Announcing::new(db.source.clone());
+    let l2 = MemoryStore::new();
+    let cache = instance(Some(&l2), &source);
+    let feed = cache.start_change_feed().unwrap();
+    wait_for("the resync", || cache.tiered_stats().feed_resyncs >= 1).await;
+    assert_eq!(source.open_feeds(), 1);
+    drop(cache);
+    wait_for("the task's end", || feed.is_finished()).await;
+    wait_for("the feed closed", || source.open_feeds() == 0).await;
 }

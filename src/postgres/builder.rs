@@ -15,6 +15,7 @@ pub struct PostgresSourceBuilder {
     table: String,
     channel: Option<String>,
     connect_timeout: Duration,
+    query_timeout: Duration,
     feed_capacity: usize,
     heartbeat: Duration,
 }
@@ -37,6 +38,7 @@ impl PostgresSourceBuilder {
             table: "flags".to_owned(),
             channel: None,
             connect_timeout: Duration::from_secs(5),
+            query_timeout: Duration::from_secs(30),
             feed_capacity: 10_000,
             heartbeat: Duration::from_secs(5),
         }
@@ -64,6 +66,14 @@ impl PostgresSourceBuilder {
     /// The longest connecting (and listening) may take (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// The longest one query may take (default 30 s; the cache bounds its calls by its own,
+    /// shorter, timeouts too). A query that takes longer, or that its caller abandons, retires
+    /// its connection: the next query connects again (a silent link would hang them all).
+    pub fn query_timeout(mut self, timeout: Duration) -> Self {
+        self.query_timeout = timeout;
         self
     }
 
@@ -95,6 +105,7 @@ impl PostgresSourceBuilder {
         let schema = Schema::new(&self.schema, &self.table, self.channel.as_deref())?;
         for (what, zero) in [
             ("connect_timeout", self.connect_timeout.is_zero()),
+            ("query_timeout", self.query_timeout.is_zero()),
             ("feed_capacity", self.feed_capacity == 0),
             ("heartbeat", self.heartbeat.is_zero()),
         ] {
@@ -112,6 +123,7 @@ impl PostgresSourceBuilder {
                 schema,
                 conn: Lazy::new(),
                 connect_timeout: self.connect_timeout,
+                query_timeout: self.query_timeout,
                 feed_capacity: self.feed_capacity,
                 heartbeat: self.heartbeat,
             }),

@@ -16,10 +16,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, Config, NoTls};
 
-/// Connects, listens on `channel`, and returns the feed; bounded by `timeout`.
+/// Connects, runs `listen` (the `LISTEN` statement), and returns the feed; bounded by
+/// `timeout`.
 pub(crate) async fn listen(
     config: &Config,
-    channel: &str,
+    listen: &str,
     capacity: usize,
     heartbeat: Duration,
     timeout: Duration,
@@ -37,10 +38,7 @@ pub(crate) async fn listen(
         let (silent, stop) = oneshot::channel();
         let messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         tokio::spawn(forward(messages, changes, stop));
-        client
-            .batch_execute(&format!("LISTEN {channel}"))
-            .await
-            .map_err(classify)?;
+        client.batch_execute(listen).await.map_err(classify)?;
         tokio::spawn(beat(client, heartbeat, silent));
         Ok(ChangeFeed::from_channel(feed))
     };

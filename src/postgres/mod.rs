@@ -12,7 +12,7 @@ mod schema;
 pub use builder::PostgresSourceBuilder;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::flag::{FlagDefinition, FlagId};
+use crate::flag::{FlagDefinition, FlagId, FlagValue};
 use crate::sync::Arc;
 use crate::tiered::{ChangeFeed, FlagSource};
 use conn::{Lazy, classify};
@@ -36,15 +36,21 @@ use tokio_postgres::Row;
 /// );
 /// ```
 ///
-/// The columns `id` and `version` win over the same fields of `definition`. Two triggers come
-/// with it: before an `UPDATE` that changes `definition` without raising `version`, the
-/// version is raised by one (the caches refuse to replace a version with itself); after every
+/// The columns `id` and `version` win over the same fields of `definition`. Triggers come with
+/// it: before an `INSERT` or an `UPDATE`, the version is set (see below); after every
 /// `INSERT`, `UPDATE` and `DELETE`, `pg_notify` sends the row's id on the channel
 /// (`flagcache_{schema}_{table}` by default), and after a `TRUNCATE` an empty payload
 /// (anything may have changed). Notifications are sent when the transaction commits.
 ///
-/// A row whose `definition` is not a valid flag makes the loads that read it fail (a clear
-/// error naming the row; the caches serve what they hold), rather than answer "absent".
+/// Versions come from a sequence beside the table: every inserted row, and every update that
+/// changes a definition or an id or lowers a version, takes the next one (or the version
+/// written, if higher). They grow across deletions and re-insertions, and a `TRUNCATE` and a
+/// re-seed, as the caches' version guard needs.
+///
+/// A row whose `definition` is not a valid flag is logged and answered as an invalid
+/// definition of its id, which the cache rejects and counts
+/// ([`TieredStats::l3_rejected`](crate::TieredStats)): the copies the caches hold stand, and
+/// the flag is never taken for deleted.
 ///
 /// ```no_run
 /// # async fn demo() -> flagcache::Result<()> {
@@ -73,6 +79,7 @@ struct Shared {
     schema: Schema,
     conn: Lazy,
     connect_timeout: Duration,
+    query_timeout: Duration,
     feed_capacity: usize,
     heartbeat: Duration,
 }
@@ -112,7 +119,9 @@ impl PostgresSource {
     /// Creates the table if it does not exist, and (re)creates its triggers.
     ///
     /// # Errors
-    /// The database's error (the schema does not exist, say), or a connection failure.
+    /// [`ErrorKind::InvalidConfig`] when the table exists without the columns (nothing is
+    /// installed then); the database's error (the schema does not exist, say), or a
+    /// connection failure.
     pub async fn install(&self) -> Result<()> {
         // A connection of its own: the loading one prepares its statements on the table.
         let s = &self.shared;
@@ -122,7 +131,18 @@ impl PostgresSource {
         client
             .batch_execute(&self.install_sql())
             .await
-            .map_err(classify)
+            .map_err(|e| {
+                let shape = e.as_db_error().is_some_and(|db| {
+                    db.code() == &tokio_postgres::error::SqlState::INVALID_TABLE_DEFINITION
+                });
+                match shape {
+                    true => Error::invalid_config(format!(
+                        "PostgreSQL: {}",
+                        e.as_db_error().map_or("", |db| db.message())
+                    )),
+                    false => classify(e),
+                }
+            })
     }
 
     /// Inserts `def`, or replaces the stored definition of its id (at `def.version`, raised
@@ -139,13 +159,11 @@ impl PostgresSource {
         let json = serde_json::to_string(def)
             .map_err(|e| Error::new(ErrorKind::Backend, format!("encoding {}: {e}", def.id)))?;
         let conn = self.conn().await?;
-        conn.client
-            .execute(
-                &self.shared.schema.upsert(),
-                &[&def.id.as_str(), &version, &json],
-            )
-            .await
-            .map_err(classify)?;
+        let sql = self.shared.schema.upsert();
+        let id = def.id.as_str();
+        let timeout = self.shared.query_timeout;
+        conn.run(timeout, conn.client.execute(&sql, &[&id, &version, &json]))
+            .await?;
         Ok(())
     }
 
@@ -155,50 +173,76 @@ impl PostgresSource {
     }
 }
 
-/// The definition in one row (`id`, document), or a clear error naming the row.
-fn decode(row: &Row) -> Result<FlagDefinition> {
-    let id: &str = row.get(0);
-    let json: &str = row.get(1);
-    FlagDefinition::from_json(json.as_bytes()).map_err(|e| {
-        Error::new(
-            ErrorKind::Corrupt,
-            format!("the row `{id}` does not hold a valid flag definition: {e}"),
-        )
-    })
+/// The definition in one row (`id`, the document with the columns merged in). A row that is
+/// not a valid definition of its id is logged and answered as an invalid definition of it (one
+/// without a name), which the cache rejects and counts: the row exists, so its flag is not
+/// taken for deleted, and the copies the caches hold stand.
+fn decode(row: &Row) -> FlagDefinition {
+    let id: Option<&str> = row.try_get(0).ok();
+    let json: Option<&str> = row.try_get(1).ok();
+    let decoded = json.map(|json| FlagDefinition::from_json(json.as_bytes()));
+    match decoded {
+        Some(Ok(def)) => def,
+        Some(Err(e)) => {
+            tracing::warn!(flag = id.unwrap_or_default(), error = %e, "a row of the flags table is not a valid flag definition");
+            unreadable(id.unwrap_or_default())
+        }
+        None => {
+            tracing::warn!(
+                "the flags table's columns are not the expected text values (see PostgresSource)"
+            );
+            unreadable(id.unwrap_or_default())
+        }
+    }
+}
+
+/// An invalid definition of `id`: what a row that is not a flag is answered as.
+fn unreadable(id: &str) -> FlagDefinition {
+    FlagDefinition {
+        id: FlagId::new(id),
+        name: String::new(),
+        description: String::new(),
+        enabled: false,
+        default_value: FlagValue::Boolean(false),
+        rules: Vec::new(),
+        rollout: None,
+        tags: Vec::new(),
+        version: 1,
+    }
 }
 
 impl FlagSource for PostgresSource {
     async fn load(&self, id: &FlagId) -> Result<Option<FlagDefinition>> {
         let conn = self.conn().await?;
+        let id = id.as_str();
+        let timeout = self.shared.query_timeout;
         let row = conn
-            .client
-            .query_opt(&conn.select_one, &[&id.as_str()])
-            .await
-            .map_err(classify)?;
-        row.as_ref().map(decode).transpose()
+            .run(timeout, conn.client.query_opt(&conn.select_one, &[&id]))
+            .await?;
+        Ok(row.as_ref().map(decode))
     }
 
     async fn load_many(&self, ids: &[FlagId]) -> Result<HashMap<FlagId, FlagDefinition>> {
         let conn = self.conn().await?;
         let ids: Vec<&str> = ids.iter().map(FlagId::as_str).collect();
+        let timeout = self.shared.query_timeout;
         let rows = conn
-            .client
-            .query(&conn.select_many, &[&ids])
-            .await
-            .map_err(classify)?;
-        rows.iter()
-            .map(|row| decode(row).map(|def| (def.id.clone(), def)))
-            .collect()
+            .run(timeout, conn.client.query(&conn.select_many, &[&ids]))
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let def = decode(row);
+                (def.id.clone(), def)
+            })
+            .collect())
     }
 
     async fn load_all(&self) -> Result<Vec<FlagDefinition>> {
         let conn = self.conn().await?;
-        let rows = conn
-            .client
-            .query(&conn.select_all, &[])
-            .await
-            .map_err(classify)?;
-        rows.iter().map(decode).collect()
+        let query = conn.client.query(&conn.select_all, &[]);
+        let rows = conn.run(self.shared.query_timeout, query).await?;
+        Ok(rows.iter().map(decode).collect())
     }
 
     fn has_change_feed(&self) -> bool {
@@ -209,7 +253,7 @@ impl FlagSource for PostgresSource {
         let s = &self.shared;
         feed::listen(
             &s.config,
-            &s.schema.channel,
+            &s.schema.listen(),
             s.feed_capacity,
             s.heartbeat,
             s.connect_timeout,

@@ -1,8 +1,9 @@
-//! The table a [`PostgresSource`](super::PostgresSource) reads, the triggers that keep its
-//! versions growing and announce its changes, and the checks on their names.
+//! The table a [`PostgresSource`](super::PostgresSource) reads, the sequence and triggers that
+//! keep its versions growing and announce its changes, and the checks on their names.
 //!
-//! Names are checked rather than quoted: lower-case ASCII letters, digits and `_`, starting
-//! with a letter or `_`, so that every name can be written into SQL as it is.
+//! Names are lower-case ASCII letters, digits and `_`, starting with a letter or `_`, and
+//! always written quoted: no name can change a statement's meaning, and reserved words are
+//! names like any other.
 
 use crate::error::{Error, Result};
 use crate::flag::MAX_ID_LEN;
@@ -13,33 +14,49 @@ const MAX_IDENT: usize = 63;
 /// The names of one flags table and of what the crate installs beside it.
 #[derive(Debug, Clone)]
 pub(crate) struct Schema {
-    /// `schema.table`.
+    /// `"schema"."table"`, quoted.
     pub(crate) table: String,
     schema: String,
     table_name: String,
-    /// The `NOTIFY` channel.
+    /// The `NOTIFY` channel, unquoted (as `pg_notify` takes it).
     pub(crate) channel: String,
 }
 
 impl Schema {
-    /// Checks the names: `schema` and `table` as identifiers (see the module), the channel
-    /// likewise, and the trigger functions' names (`{table}_flagcache_notify`) short enough.
+    /// Checks the names: `schema`, `table` and the channel (see the module), and the names of
+    /// what is installed beside the table (`{table}_flagcache_version`, …) short enough.
     pub(crate) fn new(schema: &str, table: &str, channel: Option<&str>) -> Result<Self> {
         check_ident("schema", schema)?;
         check_ident("table", table)?;
         let channel = channel.map_or_else(|| format!("flagcache_{schema}_{table}"), str::to_owned);
         check_ident("channel", &channel)?;
-        check_ident("trigger function", &format!("{table}_flagcache_notify"))?;
+        check_ident("sequence", &format!("{table}_flagcache_versions"))?;
         Ok(Self {
-            table: format!("{schema}.{table}"),
+            table: format!("\"{schema}\".\"{table}\""),
             schema: schema.to_owned(),
             table_name: table.to_owned(),
             channel,
         })
     }
 
-    /// The SQL that creates the table (if it does not exist) and (re)creates the triggers:
-    /// idempotent, one transaction.
+    /// `"schema"."{table}_{what}"`: an object installed beside the table.
+    fn beside(&self, what: &str) -> String {
+        format!("\"{}\".\"{}_{what}\"", self.schema, self.table_name)
+    }
+
+    /// `LISTEN` on the channel.
+    pub(crate) fn listen(&self) -> String {
+        format!("LISTEN \"{}\"", self.channel)
+    }
+
+    /// The SQL that creates the table (if it does not exist; one that exists must have the
+    /// columns, or nothing is installed), the version sequence (if it does not exist, then
+    /// moved past every stored version) and the triggers (replaced): one transaction.
+    ///
+    /// Versions: every inserted row, and every update that changes the definition or the id or
+    /// lowers the version, takes the sequence's next value, or the version written if that is
+    /// higher (and the sequence follows it). So versions grow across updates, deletions and
+    /// re-insertions, and a `TRUNCATE` and a re-seed, as the caches' version guard needs.
     pub(crate) fn install_sql(&self) -> String {
         let Self {
             table,
@@ -47,6 +64,9 @@ impl Schema {
             table_name,
             channel,
         } = self;
+        let sequence = self.beside("flagcache_versions");
+        let version_fn = self.beside("flagcache_version");
+        let notify_fn = self.beside("flagcache_notify");
         format!(
             r"BEGIN;
 CREATE TABLE IF NOT EXISTS {table} (
@@ -55,16 +75,40 @@ CREATE TABLE IF NOT EXISTS {table} (
     definition jsonb NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE OR REPLACE FUNCTION {schema}.{table_name}_flagcache_version() RETURNS trigger
-LANGUAGE plpgsql AS $$
+DO $check$
 BEGIN
-    IF NEW.definition IS DISTINCT FROM OLD.definition AND NEW.version <= OLD.version THEN
-        NEW.version := OLD.version + 1;
+    IF (SELECT count(*) FROM information_schema.columns
+        WHERE table_schema = '{schema}' AND table_name = '{table_name}'
+          AND (column_name, data_type) IN (('id', 'text'), ('version', 'bigint'),
+               ('definition', 'jsonb'), ('updated_at', 'timestamp with time zone'))) <> 4
+    THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_table_definition', MESSAGE =
+            '{schema}.{table_name} exists without the columns flagcache needs: '
+            'id text, version bigint, definition jsonb, updated_at timestamptz';
     END IF;
+END $check$;
+CREATE SEQUENCE IF NOT EXISTS {sequence} MINVALUE 1;
+SELECT setval('{sequence}', max, true) FROM (SELECT max(version) FROM {table}) AS m
+    WHERE max IS NOT NULL AND max > (SELECT last_value FROM {sequence});
+CREATE OR REPLACE FUNCTION {version_fn}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    next bigint;
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.definition IS NOT DISTINCT FROM OLD.definition
+       AND NEW.id = OLD.id AND NEW.version >= OLD.version THEN
+        RETURN NEW;
+    END IF;
+    next := nextval('{sequence}');
+    IF NEW.version > next THEN
+        PERFORM setval('{sequence}', NEW.version);
+        next := NEW.version;
+    END IF;
+    NEW.version := next;
     NEW.updated_at := now();
     RETURN NEW;
 END $$;
-CREATE OR REPLACE FUNCTION {schema}.{table_name}_flagcache_notify() RETURNS trigger
+CREATE OR REPLACE FUNCTION {notify_fn}() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
@@ -80,14 +124,14 @@ BEGIN
     RETURN NULL;
 END $$;
 DROP TRIGGER IF EXISTS flagcache_version ON {table};
-CREATE TRIGGER flagcache_version BEFORE UPDATE ON {table}
-    FOR EACH ROW EXECUTE FUNCTION {schema}.{table_name}_flagcache_version();
+CREATE TRIGGER flagcache_version BEFORE INSERT OR UPDATE ON {table}
+    FOR EACH ROW EXECUTE FUNCTION {version_fn}();
 DROP TRIGGER IF EXISTS flagcache_notify ON {table};
 CREATE TRIGGER flagcache_notify AFTER INSERT OR UPDATE OR DELETE ON {table}
-    FOR EACH ROW EXECUTE FUNCTION {schema}.{table_name}_flagcache_notify();
+    FOR EACH ROW EXECUTE FUNCTION {notify_fn}();
 DROP TRIGGER IF EXISTS flagcache_notify_truncate ON {table};
 CREATE TRIGGER flagcache_notify_truncate AFTER TRUNCATE ON {table}
-    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{table_name}_flagcache_notify();
+    FOR EACH STATEMENT EXECUTE FUNCTION {notify_fn}();
 COMMIT;"
         )
     }
@@ -170,7 +214,8 @@ mod tests {
         }
         assert!(Schema::new("public", "flags", Some("it's")).is_err());
         let s = Schema::new("app_1", "flags", None).unwrap();
-        assert_eq!(s.table, "app_1.flags");
+        assert_eq!(s.table, "\"app_1\".\"flags\"");
         assert_eq!(s.channel, "flagcache_app_1_flags");
+        assert_eq!(s.listen(), "LISTEN \"flagcache_app_1_flags\"");
     }
 }

@@ -9,9 +9,12 @@
 //!
 //! A feed announces what changes after it began, so each new feed starts with a resync: the
 //! whole source compared with L2 and this instance's L1, and what differs written or
-//! invalidated. A feed that ends (or a change that cannot be applied) is followed again after
-//! a pause, resync included.
+//! invalidated; the versions of the flags L2 does not hold are announced, for the other
+//! instances' L1. A feed that ends is followed again after a pause, resync included. An
+//! instance that holds the lease but cannot follow (the feed or a step fails) steps aside for
+//! a whole lease, so that another instance takes it.
 
+use super::backplane::Action;
 use super::changes::{Change, ChangeFeed};
 use super::stats::add;
 use super::{Inner, TieredCache};
@@ -139,6 +142,16 @@ impl Inner {
         // copies stand.
         let mut in_source = invalid;
         in_source.extend(defs.iter().map(|d| d.id.clone()));
+        // What L2 does not hold may still be in other instances' L1: the source's versions of
+        // it are announced (nothing written), and an instance holding an older one drops it.
+        let unstored: Vec<(FlagId, u64)> = match &self.l2 {
+            Some(_) => defs
+                .iter()
+                .filter(|d| !stored.contains_key(&d.id))
+                .map(|d| (d.id.clone(), d.version))
+                .collect(),
+            None => Vec::new(),
+        };
         let changed: Vec<(FlagId, FlagDefinition)> = defs
             .into_iter()
             .filter(|def| {
@@ -165,6 +178,7 @@ impl Inner {
         for batch in gone.chunks(BATCH) {
             self.write_through(Vec::new(), batch.to_vec()).await?;
         }
+        self.publish(Action::Set, &unstored).await;
         add(&self.counters.feed_resyncs, 1);
         Ok(fixed)
     }
@@ -219,18 +233,23 @@ async fn follow_loop(weak: Weak<Inner>) {
             (inner.policy.feed_lease / 3, inner.hold_feed_lease().await)
         };
         let outcome = match leading {
-            Ok(true) => follow(&weak, lease_every).await,
+            Ok(true) => follow(&weak, lease_every).await.map_err(|e| (e, true)),
             Ok(false) => {
                 // Another instance follows: ask again before its lease could run out.
                 pause = Duration::from_millis(50);
                 tokio::time::sleep(lease_every).await;
                 continue;
             }
-            Err(e) => Err(e),
+            Err(e) => Err((e, false)),
         };
         match outcome {
             Ok(()) => pause = Duration::from_millis(50),
-            Err(e) => {
+            Err((e, held)) => {
+                // An instance that held the lease and could not follow steps aside for a
+                // whole lease, so that it lapses and an instance that can follow takes it.
+                if held {
+                    tokio::time::sleep(lease_every * 3).await;
+                }
                 if let Some(inner) = weak.upgrade() {
                     add(&inner.counters.feed_errors, 1);
                 }
