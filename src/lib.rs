@@ -125,6 +125,12 @@ pub mod __internals {
         cache.live_slots()
     }
 
+    /// What a backplane notice does to L1's copy of `id` while its reload is pending: expires
+    /// it (kept for stale serving) and fences the fills that began before.
+    pub fn expire_now(cache: &LocalCache, id: &str) -> bool {
+        cache.expire_now(id)
+    }
+
     /// The entries in the map, published or not.
     pub fn map_len(cache: &LocalCache) -> usize {
         cache.map_len()

@@ -133,6 +133,30 @@ impl LocalCache {
         }
     }
 
+    /// Makes `id`'s entry expire now, keeping it for stale serving within the stale grace, and
+    /// fences the fills that began before, as a write does. False when there was no fresh
+    /// entry (then it only fences, as [`invalidate_now`](Self::invalidate_now)). What another
+    /// instance's notice does to L1 while the reload it schedules is pending.
+    pub(crate) fn expire_now(&self, id: &str) -> bool {
+        let Some(current) = self.peek(id) else {
+            self.invalidate_now(id);
+            return false;
+        };
+        self.fences.advance(id);
+        let expires_at = self.clock.now();
+        let written = self.on_active(|buffer, a| {
+            let stamp = Stamp {
+                cached_at: current.cached_at,
+                expires_at,
+                tag: a.tag(),
+            };
+            let def = Arc::clone(&current.definition);
+            buffer.write(&def.id, Arc::clone(&def), stamp, Writer::Set, &self.stats)
+        });
+        // A newer version written in between is fresh: nothing to serve stale, nor to reload.
+        matches!(written, Some(WriteResult::Stored))
+    }
+
     /// Drops every id in `ids`.
     pub fn invalidate_many_now(&self, ids: &[FlagId]) {
         for id in ids {

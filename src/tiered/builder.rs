@@ -197,6 +197,17 @@ impl TieredCacheBuilder {
         self
     }
 
+    /// The window over which an instance spreads the reloads that backplane notices schedule
+    /// (default 20 ms; zero reloads at once). A notice of a newer version does not drop L1's
+    /// copy: the copy is served as stale (counted in `stale_serves`) until one reload, at a
+    /// random point of this window, brings the new version, so that a fleet receiving one
+    /// notice spreads its L2 reads instead of sending them all in the same millisecond, and
+    /// readers never find the flag missing meanwhile.
+    pub fn notice_spread(mut self, window: Duration) -> Self {
+        self.policy.notice_spread = window;
+        self
+    }
+
     /// How long the instance following the change feed keeps the role without renewing its
     /// L2 lease (default 10 s; renewed every third of it): how long the fleet goes without a
     /// follower after that instance dies. See

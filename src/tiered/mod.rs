@@ -167,6 +167,15 @@ impl Inner {
         self.l2.is_some() || self.l3.is_some()
     }
 
+    /// After a miss of `id`: what L1 holds now, fresh (a fill landed since the miss) or
+    /// stale.
+    fn last_known(&self, id: &str) -> Landing {
+        match self.l1.peek(id) {
+            Some(fresh) => Landing::Found(fresh),
+            None => self.stale(id).map_or(Landing::Failed, Landing::Stale),
+        }
+    }
+
     /// The last known definition of `id`, if it expired less than `max_stale` ago.
     fn stale(&self, id: &str) -> Option<CachedFlag> {
         self.l1
@@ -213,6 +222,13 @@ impl Inner {
         if let Some(settled) = self.settled(id) {
             return settled;
         }
+        // A notice superseded the copy, and its reload is pending: the copy meanwhile.
+        if self.backplane.reloads.pending(id, self.now()) {
+            let known = self.last_known(id);
+            if !matches!(known, Landing::Failed) {
+                return known;
+            }
+        }
         if let Some(runtime) = &self.runtime {
             let id = FlagId::new(id);
             // Joined here, not in the task: a burst of misses starts one task.
@@ -231,13 +247,24 @@ impl Inner {
                 }
             }
         }
-        self.stale(id).map_or(Landing::Failed, Landing::Stale)
+        self.last_known(id)
     }
 
     /// After an L1 miss of `id`: joins (or leads) its load and waits for it.
     async fn miss(&self, id: &FlagId) -> Landing {
         if let Some(settled) = self.settled(id.as_str()) {
             return settled;
+        }
+        // A notice superseded the copy: its reload, pending, brings the new version.
+        if self
+            .backplane
+            .reloads
+            .wait(id.as_str(), self.l1.clock())
+            .await
+        {
+            if let Some(hit) = self.l1.peek(id.as_str()) {
+                return Landing::Found(hit);
+            }
         }
         loop {
             match self.reads.flights.join(id) {

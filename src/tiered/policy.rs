@@ -30,6 +30,8 @@ pub(crate) struct Policy {
     pub(crate) max_notice_bytes: usize,
     /// How long the lease of the instance following the change feed lasts unrenewed.
     pub(crate) feed_lease: Duration,
+    /// The window over which the reloads that notices schedule are spread.
+    pub(crate) notice_spread: Duration,
 }
 
 impl Default for Policy {
@@ -51,6 +53,7 @@ impl Default for Policy {
             remembered_flags: 10_000,
             max_notice_bytes: 256 * 1024,
             feed_lease: Duration::from_secs(10),
+            notice_spread: Duration::from_millis(20),
         }
     }
 }

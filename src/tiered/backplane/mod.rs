@@ -8,9 +8,11 @@
 //!
 //! A notice for version `v` of a flag fences the flag in L1 (advances its write fence) unless
 //! L1 already holds `v` or newer: a load that read an older version before the notice came
-//! cannot install it after.
+//! cannot install it after. The copy it makes obsolete is served stale until its reload, which
+//! is coalesced with the other notices' and spread over `notice_spread` (`reloads`).
 
 mod notice;
+mod reloads;
 
 use super::stats::add;
 use super::{Inner, TieredCache};
@@ -19,6 +21,7 @@ use crate::flag::FlagId;
 use crate::sync::{Arc, AtomicU64, Ordering, Weak};
 pub(crate) use notice::Action;
 use notice::{Notice, new_origin};
+use reloads::{Reloads, reload_loop};
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -41,6 +44,8 @@ pub(crate) struct Backplane {
     timeout: Duration,
     /// 1 while subscribed.
     subscribed: AtomicU64,
+    /// The reloads notices scheduled.
+    pub(crate) reloads: Reloads,
 }
 
 impl Backplane {
@@ -50,6 +55,7 @@ impl Backplane {
             max_notice_bytes: policy.max_notice_bytes,
             timeout: policy.backplane_timeout,
             subscribed: AtomicU64::new(0),
+            reloads: Reloads::new(policy.remembered_flags),
         }
     }
 
@@ -109,10 +115,7 @@ impl Inner {
                         (Action::Set, Some(&version)) => self.apply_set(id, version),
                         // A set notice with fewer versions than ids: the rest is malformed.
                         (Action::Set, None) => break,
-                        _ => {
-                            self.drop_l1(id);
-                            self.detach(id);
-                        }
+                        _ => self.supersede(id),
                     }
                     if (i + 1) % IDS_PER_STEP == 0 {
                         tokio::task::yield_now().await;
@@ -124,16 +127,15 @@ impl Inner {
     }
 
     /// Another instance stored `version` of `id`: unless L1 holds it or newer, L1's copy is
-    /// dropped (fencing loads in flight) and the flag's load detached; the next read loads the
-    /// new version from L2, where the writer put it before publishing.
+    /// superseded (fencing loads in flight; see `reloads`), and the new version is loaded from
+    /// L2, where the writer put it before publishing.
     fn apply_set(&self, id: &str, version: u64) {
         let current = self
             .l1
             .peek(id)
             .is_some_and(|f| f.definition.version >= version);
         if !current {
-            self.drop_l1(id);
-            self.detach(id);
+            self.supersede(id);
         } else {
             self.reads.forget(id);
         }
@@ -223,6 +225,8 @@ async fn subscribe_loop(weak: Weak<Inner>) {
     // must not wait for it (its fill tickets keep it from undoing what the notices do). At
     // most one runs; a newer subscription's replaces it, and it ends with this task.
     let mut revalidation: Option<BackplaneTask> = None;
+    // The reloads that notices schedule run beside the notices, and end with this task.
+    let _reloads = BackplaneTask::new(tokio::spawn(reload_loop(weak.clone())));
     loop {
         let subscription = {
             let Some(inner) = weak.upgrade() else { return };
