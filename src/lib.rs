@@ -104,8 +104,8 @@ pub use task::BackgroundTask;
 pub use tiered::MetricsTask;
 pub use tiered::{
     BackplaneTask, Change, ChangeFeed, ChangeFeedTask, FlagSource, FlagStore, Readiness,
-    RefreshTask, SetManyOutcome, SourceError, Subscription, TieredCache, TieredCacheBuilder,
-    TieredStats,
+    RefreshTask, SetManyOutcome, SnapshotTask, SourceError, Subscription, TieredCache,
+    TieredCacheBuilder, TieredStats,
 };
 pub use time::{Clock, MockClock};
 

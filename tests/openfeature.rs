@@ -511,3 +511,54 @@ async fn a_provider_whose_warm_up_failed_becomes_ready_when_the_backends_answer(
     assert_eq!(d.reason, Some(EvaluationReason::Static));
     assert_eq!(p.status(), ProviderStatus::Ready);
 }
+
+/// A source that always fails, as a database that is down.
+struct Down;
+
+impl flagcache::FlagSource for Down {
+    async fn load(&self, _: &FlagId) -> flagcache::Result<Option<FlagDefinition>> {
+        Err(flagcache::Error::new(
+            flagcache::ErrorKind::Unavailable,
+            "down",
+        ))
+    }
+
+    async fn load_all(&self) -> flagcache::Result<Vec<FlagDefinition>> {
+        Err(flagcache::Error::new(
+            flagcache::ErrorKind::Unavailable,
+            "down",
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_booted_from_a_snapshot_resolve_as_stale() {
+    let dir = std::env::temp_dir().join(format!("flagcache-of-snapshot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let snapshot = dir.join("flags.snapshot");
+    let writer = TieredCache::builder()
+        .snapshot_file(&snapshot)
+        .build()
+        .unwrap();
+    writer
+        .try_set(&FlagId::new("static-bool"), flags()[0].clone(), None)
+        .await
+        .unwrap();
+    writer.save_snapshot().await.unwrap();
+    // Started with the source down and no L2: the snapshot is all there is.
+    let cache = TieredCache::builder()
+        .source(Down)
+        .snapshot_file(&snapshot)
+        .warm_up_budget(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let mut provider = FlagcacheProvider::new(cache);
+    provider.initialize(&EvaluationContext::default()).await;
+    let d = provider
+        .resolve_bool_value("static-bool", &ctx("u"))
+        .await
+        .unwrap();
+    assert!(d.value);
+    assert_eq!(d.reason, Some(EvaluationReason::Other("STALE".into())));
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -16,6 +16,18 @@ use crate::sync::{Arc, Ordering};
 use crate::time::duration_to_ticks;
 use std::time::Duration;
 
+/// A write's checks: `def` is `id`'s, and valid (a definition the read path would call
+/// corrupt is never stored).
+fn check_write(id: &FlagId, def: &FlagDefinition) -> Result<()> {
+    if def.id != *id {
+        return Err(Error::invalid_flag(format!(
+            "set under id `{id}` of a definition whose id is `{}`",
+            def.id
+        )));
+    }
+    def.validate()
+}
+
 /// How many ring slots one sweep step examines.
 const SWEEP_STEP: usize = 1024;
 
@@ -70,17 +82,25 @@ impl LocalCache {
         def: Arc<FlagDefinition>,
         ttl: Option<Duration>,
     ) -> Result<()> {
-        if def.id != *id {
-            return Err(Error::invalid_flag(format!(
-                "set under id `{id}` of a definition whose id is `{}`",
-                def.id
-            )));
-        }
-        // A definition the read path would call corrupt is never stored.
-        def.validate()?;
+        check_write(id, &def)?;
         // Stamped (and the TTL validated) before anything is announced; a repeat after a swap
         // only retags it for the new generation.
         let stamp = self.stamp(ttl, self.snapshots.active())?;
+        self.write_stamped(id, def, stamp)
+    }
+
+    /// Stores `def` already expired, behind the version check: served only as stale (within
+    /// the stale grace) until a fresh write or fill replaces it. What a tiered cache booting
+    /// from its snapshot fills L1 with.
+    pub(crate) fn set_expired_arc(&self, id: &FlagId, def: Arc<FlagDefinition>) -> Result<()> {
+        check_write(id, &def)?;
+        let mut stamp = self.stamp(None, self.snapshots.active())?;
+        stamp.expires_at = self.clock.now();
+        self.write_stamped(id, def, stamp)
+    }
+
+    /// A write of `def` with `stamp`: announced (fence), then written to the active buffer.
+    fn write_stamped(&self, id: &FlagId, def: Arc<FlagDefinition>, stamp: Stamp) -> Result<()> {
         // Announce the write before touching the map, so fills that started earlier are dropped.
         self.fences.advance(id.as_str());
         let written = self.on_active(|buffer, a| {

@@ -3,6 +3,7 @@
 use super::l2::L2;
 use super::l3::L3;
 use super::policy::Policy;
+use super::snapshot::SnapshotFile;
 use super::source::FlagSource;
 use super::store::FlagStore;
 use super::{Inner, TieredCache};
@@ -24,6 +25,9 @@ pub struct TieredCacheBuilder {
     source: Option<L3>,
     clock: Option<Clock>,
     cleanup_interval: Duration,
+    snapshot_path: Option<std::path::PathBuf>,
+    snapshot_max_age: Duration,
+    snapshot_interval: Duration,
 }
 
 impl std::fmt::Debug for TieredCacheBuilder {
@@ -54,6 +58,9 @@ impl TieredCacheBuilder {
             source: None,
             clock: None,
             cleanup_interval: Duration::from_secs(1),
+            snapshot_path: None,
+            snapshot_max_age: Duration::from_secs(7 * 24 * 3600),
+            snapshot_interval: Duration::from_secs(5),
         }
     }
 
@@ -217,6 +224,37 @@ impl TieredCacheBuilder {
         self
     }
 
+    /// A snapshot file, so that an instance starting while L2 and the source are both down
+    /// serves the flags it last knew: [`warm_up`](TieredCache::warm_up) gives the backends
+    /// `warm_up_budget`, then fills L1 from this file, each definition served as stale (for
+    /// up to `max_stale`) until a backend confirms it. A missing, damaged or too old file, or
+    /// another prefix's, is a warning, never a failed start. The file is kept up to date by
+    /// [`TieredCache::start_snapshot_task`] (and [`TieredCache::save_snapshot`]): written
+    /// atomically, mode 0600, holding the L2 prefix it belongs to.
+    pub fn snapshot_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.snapshot_path = Some(path.into());
+        self
+    }
+
+    /// A snapshot older than this is ignored at start (default 7 days).
+    pub fn snapshot_max_age(mut self, age: Duration) -> Self {
+        self.snapshot_max_age = age;
+        self
+    }
+
+    /// The snapshot task rewrites the file at most this often, when L1 changed (default 5 s).
+    pub fn snapshot_interval(mut self, interval: Duration) -> Self {
+        self.snapshot_interval = interval;
+        self
+    }
+
+    /// With a snapshot file: how long `warm_up` waits for the source, then L2, before it
+    /// falls back to the snapshot (default 10 s).
+    pub fn warm_up_budget(mut self, budget: Duration) -> Self {
+        self.policy.warm_up_budget = budget;
+        self
+    }
+
     /// The clock L1 and the policies read (a [`MockClock`](crate::MockClock) in tests).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
@@ -244,6 +282,11 @@ impl TieredCacheBuilder {
         if self.cleanup_interval.is_zero() {
             return Err(Error::invalid_config("cleanup_interval is zero"));
         }
+        if self.snapshot_interval.is_zero() || self.snapshot_max_age.is_zero() {
+            return Err(Error::invalid_config(
+                "snapshot_interval and snapshot_max_age must be above zero",
+            ));
+        }
         let mut l1 = LocalCache::builder()
             .max_size(self.l1_size)
             .default_ttl(policy.l1_ttl)
@@ -258,8 +301,17 @@ impl TieredCacheBuilder {
             Some(_) => Some(l1.start_cleanup_task(self.cleanup_interval)?),
             None => None,
         };
+        let mut inner = Inner::new(policy, l1, l2, self.source, runtime, cleanup);
+        inner.snapshot = self.snapshot_path.take().map(|path| SnapshotFile {
+            path,
+            prefix: inner
+                .l2_prefix()
+                .unwrap_or_else(|| self.redis_prefix.clone()),
+            max_age: self.snapshot_max_age,
+            interval: self.snapshot_interval,
+        });
         Ok(TieredCache {
-            inner: Arc::new(Inner::new(policy, l1, l2, self.source, runtime, cleanup)),
+            inner: Arc::new(inner),
         })
     }
 

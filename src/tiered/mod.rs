@@ -25,6 +25,7 @@ mod policy;
 mod readiness;
 mod readthrough;
 mod refresh;
+mod snapshot;
 mod source;
 mod stats;
 pub(crate) mod store;
@@ -39,6 +40,7 @@ pub use feed::ChangeFeedTask;
 pub use metrics::MetricsTask;
 pub use readiness::{Readiness, SourceError};
 pub use refresh::RefreshTask;
+pub use snapshot::SnapshotTask;
 pub use source::FlagSource;
 pub use stats::TieredStats;
 pub use store::{FlagStore, SetManyOutcome, Subscription};
@@ -58,6 +60,7 @@ use policy::Policy;
 use readiness::Health;
 pub(crate) use readthrough::Landing;
 use readthrough::ReadThrough;
+use snapshot::{SnapshotFile, SnapshotState};
 use stats::{Counters, add};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -104,6 +107,9 @@ pub(crate) struct Inner {
     reads: ReadThrough,
     backplane: Backplane,
     feed: Feed,
+    /// Where the snapshot file is, if there is one, and what was written to it.
+    snapshot: Option<SnapshotFile>,
+    snapshot_state: SnapshotState,
     warm_log: WarmUpLog,
     counters: Counters,
     /// What the layers recorded for [`TieredCache::readiness`].
@@ -148,6 +154,8 @@ impl Inner {
             reads: ReadThrough::new(&policy),
             backplane: Backplane::new(&policy),
             feed: Feed::default(),
+            snapshot: None,
+            snapshot_state: SnapshotState::default(),
             warm_log: WarmUpLog::default(),
             policy,
             l1,
@@ -161,6 +169,21 @@ impl Inner {
 
     fn now(&self) -> Ticks {
         self.l1.clock().now()
+    }
+
+    /// L2's key prefix, when L2 is a `RedisCache`.
+    fn l2_prefix(&self) -> Option<String> {
+        #[cfg(all(feature = "redis", not(flagcache_loom)))]
+        {
+            let l2 = self
+                .l2
+                .as_ref()?
+                .as_any()
+                .downcast_ref::<crate::RedisCache>()?;
+            Some(l2.prefix().to_owned())
+        }
+        #[cfg(not(all(feature = "redis", not(flagcache_loom))))]
+        None
     }
 
     fn has_backends(&self) -> bool {

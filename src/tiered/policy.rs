@@ -32,6 +32,8 @@ pub(crate) struct Policy {
     pub(crate) feed_lease: Duration,
     /// The window over which the reloads that notices schedule are spread.
     pub(crate) notice_spread: Duration,
+    /// With a snapshot file: how long warm-up waits for the backends before the snapshot.
+    pub(crate) warm_up_budget: Duration,
 }
 
 impl Default for Policy {
@@ -54,6 +56,7 @@ impl Default for Policy {
             max_notice_bytes: 256 * 1024,
             feed_lease: Duration::from_secs(10),
             notice_spread: Duration::from_millis(20),
+            warm_up_budget: Duration::from_secs(10),
         }
     }
 }
@@ -71,6 +74,7 @@ impl Policy {
             ("bulk_timeout", self.bulk_timeout),
             ("backplane_timeout", self.backplane_timeout),
             ("feed_lease", self.feed_lease),
+            ("warm_up_budget", self.warm_up_budget),
         ] {
             if d.is_zero() {
                 return Err(Error::invalid_config(format!("{what} is zero")));

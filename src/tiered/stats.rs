@@ -68,6 +68,13 @@ pub struct TieredStats {
     pub feed_errors: u64,
     /// True while this instance follows the change feed.
     pub feed_following: bool,
+    /// Flags L1 was filled with from the snapshot at start, the backends not answering.
+    pub snapshot_flags: u64,
+    /// Snapshots written.
+    pub snapshots_written: u64,
+    /// Snapshots that could not be written or read (missing, damaged, another prefix's, too
+    /// old), and invalid definitions left out of one.
+    pub snapshot_errors: u64,
 }
 
 #[derive(Default)]
@@ -93,6 +100,9 @@ pub(crate) struct Counters {
     pub(crate) feed_changes: AtomicU64,
     pub(crate) feed_resyncs: AtomicU64,
     pub(crate) feed_errors: AtomicU64,
+    pub(crate) snapshot_flags: AtomicU64,
+    pub(crate) snapshots_written: AtomicU64,
+    pub(crate) snapshot_errors: AtomicU64,
 }
 
 /// Adds `n` to one counter (these sit beside network calls or misses, never on an L1 hit).
@@ -133,6 +143,9 @@ impl Counters {
             feed_resyncs: get(&self.feed_resyncs),
             feed_errors: get(&self.feed_errors),
             feed_following: false,
+            snapshot_flags: get(&self.snapshot_flags),
+            snapshots_written: get(&self.snapshots_written),
+            snapshot_errors: get(&self.snapshot_errors),
         }
     }
 }

@@ -106,6 +106,13 @@ impl TieredCache {
     /// how many. Writes made while it loads stand: versions never go backwards. Call it at
     /// start-up, before serving.
     ///
+    /// With a [snapshot file](crate::TieredCacheBuilder::snapshot_file), the backends get
+    /// `warm_up_budget` (the source, then L2 if the source fails); when neither answers, L1 is
+    /// filled from the snapshot instead, served as stale until a backend confirms each flag,
+    /// and this returns how many flags the snapshot gave (the warm-up does not count as done
+    /// for [`readiness`](Self::readiness)). An unusable snapshot is a warning, and the
+    /// backends' error is returned.
+    ///
     /// # Errors
     /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) with neither a source nor
     /// L2; the layer's error (or a timeout after `bulk_timeout`); L1's
@@ -120,7 +127,28 @@ impl TieredCache {
         }
         let _one_at_a_time = inner.warm_log.running.lock().await;
         let recording = Recording::start(&inner.warm_log);
-        let loaded = inner.load_everything().await;
+        let loaded = match &inner.snapshot {
+            None => inner.load_everything().await,
+            Some(_) => {
+                let budget = inner.policy.warm_up_budget;
+                let answered = tokio::time::timeout(budget, inner.load_from_any_backend()).await;
+                match answered {
+                    Ok(Ok(defs)) => Ok(defs),
+                    Ok(Err(e)) => {
+                        drop(recording);
+                        return inner.boot_from_snapshot().await.ok_or(e);
+                    }
+                    Err(_) => {
+                        drop(recording);
+                        let e = Error::new(
+                            crate::ErrorKind::Timeout,
+                            format!("no backend answered warm-up within {budget:?}"),
+                        );
+                        return inner.boot_from_snapshot().await.ok_or(e);
+                    }
+                }
+            }
+        };
         let swapped = loaded.and_then(|defs| {
             let n = defs.len();
             inner.l1.replace_all(defs).map(|()| n)
@@ -150,6 +178,19 @@ impl TieredCache {
 }
 
 impl Inner {
+    /// The whole set from the source, or from L2 when the source fails (or there is none).
+    async fn load_from_any_backend(&self) -> Result<Vec<FlagDefinition>> {
+        let from_source = match &self.l3 {
+            Some(l3) => l3.load_all(&self.counters).await,
+            None => Err(Error::invalid_config("no source")),
+        };
+        match (from_source, &self.l2) {
+            (Ok(defs), _) => Ok(defs),
+            (Err(_), Some(l2)) => l2.load_all().await,
+            (Err(e), None) => Err(e),
+        }
+    }
+
     async fn load_everything(&self) -> Result<Vec<FlagDefinition>> {
         match (&self.l3, &self.l2) {
             (Some(l3), _) => l3.load_all(&self.counters).await,
