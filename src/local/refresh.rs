@@ -1,8 +1,10 @@
 //! What refresh-ahead asks of L1: the entries that were read since they were written and
-//! expire soon. Cold entries (not read since written) are left to expire.
+//! expire soon (cold entries, not read since written, are left to expire). And what the
+//! tiered cache's whole-L1 passes ask: every id, every last known definition.
 
 use super::LocalCache;
-use crate::flag::FlagId;
+use crate::flag::{FlagDefinition, FlagId};
+use crate::sync::Arc;
 use crate::time::{NEVER, duration_to_ticks};
 use std::time::Duration;
 
@@ -40,6 +42,19 @@ impl LocalCache {
             }
         });
         ids
+    }
+
+    /// The last known definition of every flag: fresh, or expired within the stale grace.
+    pub(crate) fn last_known_all(&self) -> Vec<Arc<FlagDefinition>> {
+        self.ids()
+            .iter()
+            .filter_map(|id| {
+                let flag = self
+                    .peek(id.as_str())
+                    .or_else(|| self.get_stale(id.as_str()).map(|s| s.flag))?;
+                Some(flag.definition)
+            })
+            .collect()
     }
 }
 

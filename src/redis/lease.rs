@@ -1,6 +1,8 @@
 //! Leases on Redis: one key per lease, `{prefix}:lease:{name}`, holding its holder's name and
 //! expiring with the lease. Taken with `SET NX` semantics and renewed only by its holder, both
 //! in one script, so a holder whose lease expired and was taken by another cannot renew it.
+//! Beside them, the fleet's sentinel, `{prefix}:sentinel`, whose absence says Redis lost its
+//! content.
 
 use super::RedisCache;
 use crate::error::Result;
@@ -22,6 +24,12 @@ return 0
 ";
 
 impl RedisCache {
+    /// The key of the fleet's sentinel, `{prefix}:sentinel`: its absence says Redis lost its
+    /// content.
+    pub(crate) fn sentinel_key(&self) -> String {
+        format!("{}:sentinel", self.prefix())
+    }
+
     /// The key of the lease `name`.
     pub(crate) fn lease_key(&self, name: &str) -> String {
         format!("{}:lease:{name}", self.prefix())

@@ -62,6 +62,19 @@ impl FlagStore for RedisCache {
         self.try_lease(name, holder, ttl).await
     }
 
+    async fn sentinel(&self) -> Result<Option<String>> {
+        self.request(redis::cmd("GET").arg(self.sentinel_key()))
+            .await
+    }
+
+    async fn plant_sentinel(&self, token: &str) -> Result<String> {
+        let key = self.sentinel_key();
+        self.request::<Option<String>>(redis::cmd("SET").arg(&key).arg(token).arg("NX"))
+            .await?;
+        let held: Option<String> = self.request(redis::cmd("GET").arg(&key)).await?;
+        Ok(held.unwrap_or_else(|| token.to_owned()))
+    }
+
     async fn subscribe(&self) -> Result<Subscription> {
         if let Target::Cluster(_, _, seeds) = self.link.target() {
             let messages = self.subscribe_sharded(seeds, &self.channel()).await?;

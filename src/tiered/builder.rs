@@ -215,6 +215,15 @@ impl TieredCacheBuilder {
         self
     }
 
+    /// How often the backplane task checks that L2 still holds the fleet's sentinel key
+    /// (default 5 s; also when its subscription is made). When it is gone (Redis restarted
+    /// empty, or was flushed), one instance refills L2 from the source (or its L1) while the
+    /// others keep serving, and wait for it before revalidating their L1 through L2.
+    pub fn sentinel_interval(mut self, interval: Duration) -> Self {
+        self.policy.sentinel_interval = interval;
+        self
+    }
+
     /// How long the instance following the change feed keeps the role without renewing its
     /// L2 lease (default 10 s; renewed every third of it): how long the fleet goes without a
     /// follower after that instance dies. See

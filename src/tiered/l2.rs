@@ -224,6 +224,16 @@ impl L2 {
         .await
     }
 
+    pub(crate) async fn sentinel(&self) -> Result<Option<String>> {
+        self.call("L2 sentinel", 0, self.timeout, self.store.sentinel())
+            .await
+    }
+
+    pub(crate) async fn plant_sentinel(&self, token: &str) -> Result<String> {
+        let plant = self.store.plant_sentinel(token);
+        self.call("L2 sentinel", 0, self.timeout, plant).await
+    }
+
     pub(crate) async fn subscribe(&self, limit: Duration) -> Result<Subscription> {
         self.call("backplane subscribe", 0, limit, self.store.subscribe())
             .await

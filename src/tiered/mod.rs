@@ -24,6 +24,7 @@ mod metrics;
 mod policy;
 mod readiness;
 mod readthrough;
+mod refill;
 mod refresh;
 mod snapshot;
 mod source;
@@ -110,6 +111,8 @@ pub(crate) struct Inner {
     /// Where the snapshot file is, if there is one, and what was written to it.
     snapshot: Option<SnapshotFile>,
     snapshot_state: SnapshotState,
+    /// The last sentinel seen in L2 (see `refill`).
+    sentinel_seen: refill::SentinelSeen,
     warm_log: WarmUpLog,
     counters: Counters,
     /// What the layers recorded for [`TieredCache::readiness`].
@@ -156,6 +159,7 @@ impl Inner {
             feed: Feed::default(),
             snapshot: None,
             snapshot_state: SnapshotState::default(),
+            sentinel_seen: refill::SentinelSeen::default(),
             warm_log: WarmUpLog::default(),
             policy,
             l1,

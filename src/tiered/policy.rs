@@ -34,6 +34,8 @@ pub(crate) struct Policy {
     pub(crate) notice_spread: Duration,
     /// With a snapshot file: how long warm-up waits for the backends before the snapshot.
     pub(crate) warm_up_budget: Duration,
+    /// How often the backplane task checks that L2 still holds the fleet's sentinel.
+    pub(crate) sentinel_interval: Duration,
 }
 
 impl Default for Policy {
@@ -57,6 +59,7 @@ impl Default for Policy {
             feed_lease: Duration::from_secs(10),
             notice_spread: Duration::from_millis(20),
             warm_up_budget: Duration::from_secs(10),
+            sentinel_interval: Duration::from_secs(5),
         }
     }
 }
@@ -75,6 +78,7 @@ impl Policy {
             ("backplane_timeout", self.backplane_timeout),
             ("feed_lease", self.feed_lease),
             ("warm_up_budget", self.warm_up_budget),
+            ("sentinel_interval", self.sentinel_interval),
         ] {
             if d.is_zero() {
                 return Err(Error::invalid_config(format!("{what} is zero")));

@@ -68,6 +68,9 @@ pub struct TieredStats {
     pub feed_errors: u64,
     /// True while this instance follows the change feed.
     pub feed_following: bool,
+    /// Times this instance put flags back into an emptied L2 (its sentinel gone): the
+    /// source's whole set for the fleet, or without a source its own L1.
+    pub l2_refills: u64,
     /// Flags L1 was filled with from the snapshot at start, the backends not answering.
     pub snapshot_flags: u64,
     /// Snapshots written.
@@ -100,6 +103,7 @@ pub(crate) struct Counters {
     pub(crate) feed_changes: AtomicU64,
     pub(crate) feed_resyncs: AtomicU64,
     pub(crate) feed_errors: AtomicU64,
+    pub(crate) l2_refills: AtomicU64,
     pub(crate) snapshot_flags: AtomicU64,
     pub(crate) snapshots_written: AtomicU64,
     pub(crate) snapshot_errors: AtomicU64,
@@ -143,6 +147,7 @@ impl Counters {
             feed_resyncs: get(&self.feed_resyncs),
             feed_errors: get(&self.feed_errors),
             feed_following: false,
+            l2_refills: get(&self.l2_refills),
             snapshot_flags: get(&self.snapshot_flags),
             snapshots_written: get(&self.snapshots_written),
             snapshot_errors: get(&self.snapshot_errors),

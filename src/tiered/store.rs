@@ -99,6 +99,22 @@ pub trait FlagStore: Send + Sync + 'static {
         let _ = (name, holder, ttl);
         async { Ok(true) }
     }
+
+    /// The fleet's sentinel: a token the fleet writes after it filled the store, whose
+    /// absence says the store lost its content (a restart without persistence, a flush, a
+    /// failover to an empty replica), and whose change says it was refilled since. The
+    /// default, for a store that cannot lose its content while the process runs, is always
+    /// the same token.
+    fn sentinel(&self) -> impl Future<Output = Result<Option<String>>> + Send {
+        async { Ok(Some("permanent".to_owned())) }
+    }
+
+    /// Writes `token` as the fleet's sentinel unless one is there (`SET NX`); returns the
+    /// sentinel the store holds after the call. The default does nothing.
+    fn plant_sentinel(&self, token: &str) -> impl Future<Output = Result<String>> + Send {
+        let _ = token;
+        async { Ok("permanent".to_owned()) }
+    }
 }
 
 /// Notices from a [`FlagStore`], in the order the store delivers them.
@@ -169,6 +185,8 @@ pub(crate) trait DynStore: Send + Sync {
     fn publish<'a>(&'a self, notice: &'a [u8]) -> Boxed<'a, ()>;
     fn subscribe(&self) -> Boxed<'_, Subscription>;
     fn lease<'a>(&'a self, name: &'a str, holder: &'a str, ttl: Duration) -> Boxed<'a, bool>;
+    fn sentinel(&self) -> Boxed<'_, Option<String>>;
+    fn plant_sentinel<'a>(&'a self, token: &'a str) -> Boxed<'a, String>;
     /// The store itself, for [`TieredCache::l2`](crate::TieredCache::l2).
     fn as_any(&self) -> &dyn Any;
 }
@@ -216,6 +234,14 @@ impl<S: FlagStore> DynStore for S {
 
     fn lease<'a>(&'a self, name: &'a str, holder: &'a str, ttl: Duration) -> Boxed<'a, bool> {
         Box::pin(FlagStore::lease(self, name, holder, ttl))
+    }
+
+    fn sentinel(&self) -> Boxed<'_, Option<String>> {
+        Box::pin(FlagStore::sentinel(self))
+    }
+
+    fn plant_sentinel<'a>(&'a self, token: &'a str) -> Boxed<'a, String> {
+        Box::pin(FlagStore::plant_sentinel(self, token))
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -20,6 +20,8 @@ use crate::error::{Error, Result};
 use crate::flag::FlagId;
 use crate::sync::{Arc, AtomicU64, Ordering, Weak};
 pub(crate) use notice::Action;
+/// A random token (an instance's origin, a sentinel).
+pub(crate) use notice::new_origin as new_token;
 use notice::{Notice, new_origin};
 use reloads::{Reloads, reload_loop};
 use std::time::Duration;
@@ -33,6 +35,8 @@ pub type BackplaneTask = crate::task::BackgroundTask;
 const MAX_RETRY: Duration = Duration::from_secs(2);
 /// While subscribing keeps failing, a warning at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
+/// The pause between two attempts to check L2's sentinel while L2 fails.
+const MAINTENANCE_RETRY: Duration = Duration::from_millis(100);
 /// Ids a notice applies before the task yields to the runtime.
 const IDS_PER_STEP: usize = 64;
 
@@ -200,6 +204,35 @@ impl TieredCache {
     }
 }
 
+/// Makes sure L2 holds the fleet's working set (see `refill`; tried again for up to
+/// `bulk_timeout` while L2 fails, as it may just after a restart), then, after a
+/// re-subscription (`revalidate_l1`), revalidates L1 through it: through an L2 known to hold
+/// the working set, so that the revalidations of a fleet do not all fall through to the
+/// source. Holds only a `Weak`.
+fn maintain(weak: Weak<Inner>, revalidate_l1: bool) -> BackplaneTask {
+    BackplaneTask::new(tokio::spawn(async move {
+        let started = tokio::time::Instant::now();
+        loop {
+            let Some(inner) = weak.upgrade() else { return };
+            match inner.ensure_l2_filled().await {
+                Ok(_) => break,
+                Err(e) if started.elapsed() < inner.policy.bulk_timeout => {
+                    tracing::debug!(error = %e, "cannot check or refill L2 yet");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check or refill L2");
+                    break;
+                }
+            }
+            drop(inner);
+            tokio::time::sleep(MAINTENANCE_RETRY).await;
+        }
+        if revalidate_l1 {
+            revalidate(weak).await;
+        }
+    }))
+}
+
 /// Clears the subscribed state when the task ends, however it ends (its handle dropped, the
 /// runtime shut down).
 struct Unsubscribed(Weak<Inner>);
@@ -220,11 +253,13 @@ async fn subscribe_loop(weak: Weak<Inner>) {
     let mut pause = Duration::from_millis(50);
     let mut failures: u64 = 0;
     let mut last_warning: Option<tokio::time::Instant> = None;
-    // The revalidation after a re-subscription runs beside the notices, not before them: it
-    // may take long (every L1 entry through L2 and the source), and a notice arriving meanwhile
-    // must not wait for it (its fill tickets keep it from undoing what the notices do). At
-    // most one runs; a newer subscription's replaces it, and it ends with this task.
-    let mut revalidation: Option<BackplaneTask> = None;
+    // The maintenance after a subscription (L2's sentinel checked, L2 refilled if it lost its
+    // content, and after a re-subscription L1 revalidated) runs beside the notices, not before
+    // them: it may take long (every L1 entry through L2 and the source), and a notice arriving
+    // meanwhile must not wait for it (its fill tickets keep it from undoing what the notices
+    // do). At most one runs; a newer subscription's replaces it, the periodic sentinel check
+    // starts one only when none runs, and it ends with this task.
+    let mut maintenance: Option<BackplaneTask> = None;
     // The reloads that notices schedule run beside the notices, and end with this task.
     let _reloads = BackplaneTask::new(tokio::spawn(reload_loop(weak.clone())));
     loop {
@@ -237,22 +272,35 @@ async fn subscribe_loop(weak: Weak<Inner>) {
             Ok(mut subscription) => {
                 pause = Duration::from_millis(50);
                 failures = 0;
-                if let Some(inner) = weak.upgrade() {
+                let Some(sentinel_every) = weak.upgrade().map(|inner| {
                     add(&inner.counters.subscriptions, 1);
                     inner.backplane.set_subscribed(true);
-                    if subscribed_before {
-                        tracing::info!("backplane subscribed again; revalidating L1");
-                        let weak = weak.clone();
-                        let task = BackplaneTask::new(tokio::spawn(async move {
-                            revalidate(weak).await;
-                        }));
-                        if let Some(older) = revalidation.replace(task) {
-                            older.stop();
-                        }
-                    }
+                    inner.policy.sentinel_interval
+                }) else {
+                    return;
+                };
+                if subscribed_before {
+                    tracing::info!("backplane subscribed again; revalidating L1");
+                }
+                let task = maintain(weak.clone(), subscribed_before);
+                if let Some(older) = maintenance.replace(task) {
+                    older.stop();
                 }
                 subscribed_before = true;
-                while let Some(payload) = subscription.next().await {
+                let mut sentinel = tokio::time::interval(sentinel_every);
+                sentinel.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                sentinel.tick().await;
+                loop {
+                    let payload = tokio::select! {
+                        payload = subscription.next() => payload,
+                        _ = sentinel.tick() => {
+                            if maintenance.as_ref().is_none_or(BackplaneTask::is_finished) {
+                                maintenance = Some(maintain(weak.clone(), false));
+                            }
+                            continue;
+                        }
+                    };
+                    let Some(payload) = payload else { break };
                     let Some(inner) = weak.upgrade() else { return };
                     let span = tracing::debug_span!(
                         "flagcache.notice",

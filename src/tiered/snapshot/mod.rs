@@ -130,17 +130,7 @@ impl Inner {
         };
         let _one = self.snapshot_state.writing.lock().await;
         let changes = self.l1_changes();
-        let defs: Vec<Arc<FlagDefinition>> = self
-            .l1
-            .ids()
-            .iter()
-            .filter_map(|id| {
-                let known = self.l1.peek(id.as_str());
-                known
-                    .or_else(|| self.l1.get_stale(id.as_str()).map(|s| s.flag))
-                    .map(|f| f.definition)
-            })
-            .collect();
+        let defs = self.l1.last_known_all();
         let (path, prefix) = (snapshot.path.clone(), snapshot.prefix.clone());
         let n = defs.len();
         let written = tokio::task::spawn_blocking(move || {
