@@ -651,11 +651,11 @@ fn print_summary(shared: &Shared, config: &Config, reports: &[WorkerReport]) {
     #[cfg(not(feature = "redis"))]
     println!("L2 (Redis)       not built (the `redis` feature is off)");
     println!(
-        "L3 ({})    {} loads, {} fills, {} errors",
+        "{:<17}{} loads, {} fills, {} errors",
         if config.postgres_url.is_some() {
-            "Postgres"
+            "L3 (PostgreSQL)"
         } else {
-            "SQLite"
+            "L3 (SQLite)"
         },
         tiered.l3_loads,
         tiered.l3_fills,
