@@ -21,11 +21,13 @@ use wait::wait_for;
 const INSTANCES: usize = 16;
 const SPREAD: Duration = Duration::from_millis(40);
 
-/// A `MemoryStore` whose reads of the flag `f` are recorded with their time.
+/// A `MemoryStore` whose reads of the flag `f` are recorded with their time, and take
+/// `delay` each.
 #[derive(Clone)]
 struct Recorded {
     store: MemoryStore,
     reads_of_f: Arc<Mutex<Vec<Instant>>>,
+    delay: Duration,
 }
 
 impl FlagStore for Recorded {
@@ -33,6 +35,7 @@ impl FlagStore for Recorded {
         if ids.iter().any(|id| id.as_str() == "f") {
             self.reads_of_f.lock().unwrap().push(Instant::now());
         }
+        tokio::time::sleep(self.delay).await;
         self.store.get_many(ids).await
     }
 
@@ -93,6 +96,7 @@ async fn one_notice_makes_one_l2_read_per_instance_spread_over_the_window() {
         let recorded = Recorded {
             store: store.clone(),
             reads_of_f: Arc::default(),
+            delay: Duration::ZERO,
         };
         let cache = TieredCache::builder()
             .l2(recorded.clone())
@@ -203,4 +207,58 @@ async fn one_notice_makes_one_l2_read_per_instance_spread_over_the_window() {
         .map(|(c, _)| c.tiered_stats().stale_serves)
         .sum();
     assert!(stale > 0, "the superseded copy is served, counted as stale");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_notice_during_the_spread_keeps_serving_the_copy_and_one_reload_brings_the_last() {
+    let store = MemoryStore::new();
+    let writer = TieredCache::builder().l2(store.clone()).build().unwrap();
+    let f = FlagId::new("f");
+    writer.try_set(&f, def(1), None).await.unwrap();
+    // A slow L2 (100 ms a read) and a long window: the second notice comes while the first
+    // one's reload is pending.
+    let recorded = Recorded {
+        store: store.clone(),
+        reads_of_f: Arc::default(),
+        delay: Duration::from_millis(100),
+    };
+    let reader = TieredCache::builder()
+        .l2(recorded.clone())
+        .l1_ttl(Duration::from_secs(600))
+        .notice_spread(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let _task = reader.start_backplane().unwrap();
+    wait_for("the subscription", || {
+        reader.tiered_stats().backplane_subscribed
+    })
+    .await;
+    assert_eq!(reader.get(&f).await.unwrap().definition.version, 1);
+    recorded.reads_of_f.lock().unwrap().clear();
+
+    writer.try_set(&f, def(2), None).await.unwrap();
+    wait_for("the first notice", || {
+        reader.tiered_stats().notices_received == 1
+    })
+    .await;
+    assert_eq!(
+        reader.get_with("f", |d| d.version),
+        Some(1),
+        "the copy, as stale"
+    );
+    writer.try_set(&f, def(3), None).await.unwrap();
+    wait_for("the second notice", || {
+        reader.tiered_stats().notices_received == 2
+    })
+    .await;
+    assert_eq!(
+        reader.get_with("f", |d| d.version),
+        Some(1),
+        "the copy is still served after a second notice"
+    );
+    // `get` waits for the reload, which brings the last version.
+    assert_eq!(reader.get(&f).await.unwrap().definition.version, 3);
+    assert_eq!(reader.get_with("f", |d| d.version), Some(3));
+    let reads = recorded.reads_of_f.lock().unwrap().len();
+    assert!(reads <= 2, "{reads} L2 reads for two notices");
 }

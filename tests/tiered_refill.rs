@@ -167,3 +167,99 @@ async fn without_a_source_an_emptied_redis_is_refilled_from_l1() {
         .sum();
     assert_eq!(refills, 1);
 }
+
+/// An instance of the fleet without a source, its sentinel checked every `sentinel`.
+fn sourceless(redis: &RedisServer, sentinel: Duration) -> TieredCache {
+    let l2 = RedisCache::builder(&redis.url())
+        .prefix("refill")
+        .build()
+        .unwrap();
+    TieredCache::builder()
+        .l2(l2)
+        .l1_ttl(Duration::from_secs(600))
+        .l2_timeout(Duration::from_millis(300))
+        .bulk_timeout(Duration::from_millis(800))
+        .sentinel_interval(sentinel)
+        .build()
+        .unwrap()
+}
+
+async fn l2_version(redis: &RedisServer, id: &str) -> Option<u64> {
+    let l2 = RedisCache::builder(&redis.url())
+        .prefix("refill")
+        .build()
+        .unwrap();
+    let id = FlagId::new(id);
+    let found = FlagStore::get_many(&l2, std::slice::from_ref(&id))
+        .await
+        .unwrap();
+    found.get(&id).map(|f| f.definition.version)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_source_the_highest_version_an_instance_held_is_what_l2_gets_back() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let b = sourceless(&redis, Duration::from_millis(300));
+    let _b_backplane = b.start_backplane().unwrap();
+    wait::wait_for("B's subscription", || b.tiered_stats().backplane_subscribed).await;
+    let f = FlagId::new("f");
+    b.try_set(&f, def("f", 1), None).await.unwrap();
+    // A read v1 and is not subscribed: it misses B's v2.
+    let a = sourceless(&redis, Duration::from_millis(300));
+    assert_eq!(
+        flagcache::FlagCache::get(&a, &f)
+            .await
+            .unwrap()
+            .definition
+            .version,
+        1
+    );
+    b.try_set(&f, def("f", 2), None).await.unwrap();
+    // Redis loses its content; A, subscribing now, puts its L1 back first.
+    redis.command(&["FLUSHALL"]);
+    let _a_backplane = a.start_backplane().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while l2_version(&redis, "f").await != Some(2) {
+        assert!(
+            Instant::now() < deadline,
+            "L2 holds {:?}, not the fleet's v2",
+            l2_version(&redis, "f").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_source_an_l2_that_cannot_be_refilled_is_not_used_to_revalidate() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let a = sourceless(&redis, Duration::from_secs(5));
+    let _backplane = a.start_backplane().unwrap();
+    wait::wait_for("the subscription", || a.tiered_stats().backplane_subscribed).await;
+    for i in 0..20 {
+        let id = format!("g{i}");
+        a.try_set(&FlagId::new(&id), def(&id, 1), None)
+            .await
+            .unwrap();
+    }
+    // Redis comes back empty and refuses writes for a while (as a node just failed over to,
+    // waiting for its replica), longer than the refill tries.
+    let subscriptions = a.tiered_stats().subscriptions;
+    redis.kill();
+    redis.restart();
+    redis.command(&["CONFIG", "SET", "min-replicas-to-write", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.tiered_stats().subscriptions == subscriptions {
+        assert!(Instant::now() < deadline, "not subscribed again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    redis.command(&["CONFIG", "SET", "min-replicas-to-write", "0"]);
+    let kept = (0..20)
+        .filter(|i| a.get_with(&format!("g{i}"), |d| d.version).is_some())
+        .count();
+    assert_eq!(kept, 20, "L1 dropped what an empty L2 lacked");
+}

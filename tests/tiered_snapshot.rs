@@ -217,7 +217,14 @@ async fn snapshot_writer_child() {
 async fn a_process_killed_while_writing_leaves_the_previous_snapshot_whole() {
     let dir = dir("crash");
     let snapshot = dir.join("flags.snapshot");
-    let temporary = dir.join("flags.snapshot.tmp");
+    // The child's temporary file, named after its process.
+    let temporary_left = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .map(|e| e.path())
+    };
     let mut versions_seen = HashMap::new();
     let mut killed_mid_write = 0;
     for round in 0..20u64 {
@@ -243,7 +250,7 @@ async fn a_process_killed_while_writing_leaves_the_previous_snapshot_whole() {
             std::thread::sleep(Duration::from_millis(1));
         }
         let aim = Instant::now() + Duration::from_millis(17 * round + 10);
-        while !(round % 2 == 0 && temporary.exists())
+        while !(round % 2 == 0 && temporary_left().is_some())
             && Instant::now() < aim + Duration::from_secs(2)
         {
             if round % 2 == 1 && Instant::now() >= aim {
@@ -254,7 +261,8 @@ async fn a_process_killed_while_writing_leaves_the_previous_snapshot_whole() {
         child.kill().unwrap();
         child.wait().unwrap();
         // A temporary file left behind: the kill came in the middle of a write.
-        if temporary.exists() {
+        let left = temporary_left();
+        if left.is_some() {
             killed_mid_write += 1;
         }
 
@@ -280,7 +288,9 @@ async fn a_process_killed_while_writing_leaves_the_previous_snapshot_whole() {
         );
         *versions_seen.entry(versions[0]).or_insert(0) += 1;
         std::fs::remove_file(&snapshot).unwrap();
-        let _ = std::fs::remove_file(&temporary);
+        if let Some(left) = left {
+            std::fs::remove_file(left).unwrap();
+        }
     }
     assert!(
         killed_mid_write >= 1,
@@ -289,5 +299,92 @@ async fn a_process_killed_while_writing_leaves_the_previous_snapshot_whole() {
     eprintln!(
         "killed in the middle of a write {killed_mid_write} times; versions found: {versions_seen:?}"
     );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// This process's temporary snapshot file beside `snapshot`.
+fn temporary_of(snapshot: &Path) -> PathBuf {
+    let mut name = snapshot.as_os_str().to_owned();
+    name.push(format!(".{}.tmp", std::process::id()));
+    PathBuf::from(name)
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_file_or_a_link_left_at_the_temporary_path_is_replaced_not_reused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = dir("leftover");
+    let snapshot = dir.join("flags.snapshot");
+    let cache = TieredCache::builder()
+        .snapshot_file(&snapshot)
+        .build()
+        .unwrap();
+    cache
+        .try_set(&FlagId::new("secret"), def("secret", 1), None)
+        .await
+        .unwrap();
+    // A world-readable leftover: the snapshot is still private.
+    let temporary = temporary_of(&snapshot);
+    std::fs::write(&temporary, b"old").unwrap();
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644)).unwrap();
+    cache.save_snapshot().await.unwrap();
+    let mode = std::fs::metadata(&snapshot).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // A link to another file: removed, never followed.
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, b"precious data").unwrap();
+    std::os::unix::fs::symlink(&victim, &temporary).unwrap();
+    cache.save_snapshot().await.unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious data");
+    let kind = std::fs::symlink_metadata(&snapshot).unwrap().file_type();
+    assert!(kind.is_file(), "the snapshot is a file of its own");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A source whose calls never end, as a database that hangs.
+struct Hanging;
+
+impl FlagSource for Hanging {
+    async fn load(&self, _: &FlagId) -> flagcache::Result<Option<FlagDefinition>> {
+        std::future::pending().await
+    }
+
+    async fn load_all(&self) -> flagcache::Result<Vec<FlagDefinition>> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_source_leaves_l2_part_of_the_budget() {
+    let dir = dir("hung");
+    let snapshot = dir.join("flags.snapshot");
+    let store = flagcache::MemoryStore::new();
+    let writer = TieredCache::builder().l2(store.clone()).build().unwrap();
+    writer
+        .try_set(&FlagId::new("f"), def("f", 2), None)
+        .await
+        .unwrap();
+    let old = TieredCache::builder()
+        .snapshot_file(&snapshot)
+        .build()
+        .unwrap();
+    old.try_set(&FlagId::new("f"), def("f", 1), None)
+        .await
+        .unwrap();
+    old.save_snapshot().await.unwrap();
+    let cache = TieredCache::builder()
+        .l2(store)
+        .source(Hanging)
+        .snapshot_file(&snapshot)
+        .warm_up_budget(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    assert_eq!(cache.warm_up().await.unwrap(), 1);
+    assert_eq!(
+        cache.l1().get_now("f").map(|f| f.definition.version),
+        Some(2),
+        "L2's set, fresh; not the snapshot's"
+    );
+    assert_eq!(cache.tiered_stats().snapshot_flags, 0);
     std::fs::remove_dir_all(dir).unwrap();
 }

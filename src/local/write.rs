@@ -154,11 +154,17 @@ impl LocalCache {
     }
 
     /// Makes `id`'s entry expire now, keeping it for stale serving within the stale grace, and
-    /// fences the fills that began before, as a write does. False when there was no fresh
-    /// entry (then it only fences, as [`invalidate_now`](Self::invalidate_now)). What another
-    /// instance's notice does to L1 while the reload it schedules is pending.
+    /// fences the fills that began before, as a write does. True when a copy is left to serve
+    /// as stale: the fresh one, now expired, or one that had already expired (a second
+    /// notice while the first one's reload is pending; then it only fences). False when there
+    /// was none (then it only fences, as [`invalidate_now`](Self::invalidate_now)). What
+    /// another instance's notice does to L1 while the reload it schedules is pending.
     pub(crate) fn expire_now(&self, id: &str) -> bool {
         let Some(current) = self.peek(id) else {
+            if self.get_stale(id).is_some() {
+                self.fences.advance(id);
+                return true;
+            }
             self.invalidate_now(id);
             return false;
         };

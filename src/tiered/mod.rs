@@ -283,10 +283,9 @@ impl Inner {
             return settled;
         }
         // A notice superseded the copy: its reload, pending, brings the new version.
-        if self
-            .backplane
-            .reloads
-            .wait(id.as_str(), self.l1.clock())
+        let reloads = &self.backplane.reloads;
+        if reloads
+            .wait(id.as_str(), self.l1.clock(), self.reload_bound())
             .await
         {
             if let Some(hit) = self.l1.peek(id.as_str()) {

@@ -13,9 +13,13 @@
 //!   answers one `load_all` instead of every instance's working set.
 //! - Without one, L2 is the fleet's only copy besides the instances' L1: each instance that
 //!   finds the sentinel gone, or a token it has not seen (another instance refilled L2 since),
-//!   fills L2 with its own L1 (fresh and stale), then plants a token (the first one planted
-//!   stays). So what any instance held is put back before it revalidates L1 through L2 (which
-//!   drops what no layer holds any more).
+//!   writes its own L1 (fresh and stale) into L2 behind the version guard (the highest version
+//!   any instance held wins), then plants a token (the first one planted stays). So what any
+//!   instance held is put back before it revalidates L1 through L2 (which drops what no layer
+//!   holds any more); an instance that cannot do so does not revalidate.
+//!
+//! The refill lease, and the wait for another instance's refill, last three times
+//! `bulk_timeout`: a `load_all` may take that long once, and the fill after it.
 
 use super::backplane::new_token;
 use super::stats::add;
@@ -31,6 +35,16 @@ const REFILL_LEASE: &str = "refill";
 const BATCH: usize = 500;
 /// How often an instance waiting for another's refill checks the sentinel.
 const WAIT_STEP: Duration = Duration::from_millis(50);
+
+/// How a refill writes into L2.
+#[derive(Clone, Copy)]
+enum Write {
+    /// The source's set: only where a key is empty (`SET NX`), never over a write made since.
+    IfEmpty,
+    /// An instance's L1: behind the version guard, so that the highest version any instance
+    /// held wins.
+    Guarded,
+}
 
 /// The last sentinel this instance saw in L2.
 #[derive(Default)]
@@ -59,7 +73,7 @@ impl Inner {
             self.sentinel_seen.changed_to(&token);
             return Ok(false);
         }
-        let limit = self.policy.bulk_timeout;
+        let limit = self.policy.bulk_timeout * 3;
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             if l2
@@ -95,11 +109,13 @@ impl Inner {
             Some(l3) => l3.load_all(&self.counters).await.ok(),
             None => None,
         };
-        let flags = match from_source {
-            Some(defs) => defs.into_iter().map(|d| (d.id.clone(), d)).collect(),
-            None => self.l1_flags(),
-        };
-        self.fill(l2, &flags).await
+        match from_source {
+            Some(defs) => {
+                let flags: Vec<_> = defs.into_iter().map(|d| (d.id.clone(), d)).collect();
+                self.fill(l2, &flags, Write::IfEmpty).await
+            }
+            None => self.fill(l2, &self.l1_flags(), Write::Guarded).await,
+        }
     }
 
     /// Without a source: fills L2 with this instance's L1 when the sentinel is gone, or is one
@@ -108,18 +124,22 @@ impl Inner {
         match found {
             Some(token) if !self.sentinel_seen.changed_to(&token) => Ok(false),
             _ => {
-                self.fill(l2, &self.l1_flags()).await?;
+                self.fill(l2, &self.l1_flags(), Write::Guarded).await?;
                 Ok(true)
             }
         }
     }
 
-    /// Writes `flags` into L2 where their keys are empty, then plants a sentinel (a new token,
-    /// unless another instance planted one meanwhile), remembered as seen.
-    async fn fill(&self, l2: &L2, flags: &[(FlagId, FlagDefinition)]) -> Result<()> {
+    /// Writes `flags` into L2 as `how` says, then plants a sentinel (a new token, unless
+    /// another instance planted one meanwhile), remembered as seen.
+    async fn fill(&self, l2: &L2, flags: &[(FlagId, FlagDefinition)], how: Write) -> Result<()> {
+        let ttl = self.policy.l2_ttl;
         let mut stored = 0;
         for batch in flags.chunks(BATCH) {
-            stored += l2.fill_many(batch, self.policy.l2_ttl).await?;
+            stored += match how {
+                Write::IfEmpty => l2.fill_many(batch, ttl).await?,
+                Write::Guarded => l2.set_many(batch, ttl).await?.stored,
+            };
         }
         let token = l2.plant_sentinel(&new_token()).await?;
         self.sentinel_seen.changed_to(&token);

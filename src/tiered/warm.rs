@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::flag::{FlagDefinition, FlagId};
 use crate::sync::{Arc, Mutex, lock};
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// The most writes one warm-up records; past it, it revalidates all of L1 after the swap.
 const LOG_LIMIT: usize = 100_000;
@@ -107,7 +108,7 @@ impl TieredCache {
     /// start-up, before serving.
     ///
     /// With a [snapshot file](crate::TieredCacheBuilder::snapshot_file), the backends get
-    /// `warm_up_budget` (the source, then L2 if the source fails); when neither answers, L1 is
+    /// `warm_up_budget` (the source half of it, then L2 the rest); when neither answers, L1 is
     /// filled from the snapshot instead, served as stale until a backend confirms each flag,
     /// and this returns how many flags the snapshot gave (the warm-up does not count as done
     /// for [`readiness`](Self::readiness)). An unusable snapshot is a warning, and the
@@ -129,25 +130,13 @@ impl TieredCache {
         let recording = Recording::start(&inner.warm_log);
         let loaded = match &inner.snapshot {
             None => inner.load_everything().await,
-            Some(_) => {
-                let budget = inner.policy.warm_up_budget;
-                let answered = tokio::time::timeout(budget, inner.load_from_any_backend()).await;
-                match answered {
-                    Ok(Ok(defs)) => Ok(defs),
-                    Ok(Err(e)) => {
-                        drop(recording);
-                        return inner.boot_from_snapshot().await.ok_or(e);
-                    }
-                    Err(_) => {
-                        drop(recording);
-                        let e = Error::new(
-                            crate::ErrorKind::Timeout,
-                            format!("no backend answered warm-up within {budget:?}"),
-                        );
-                        return inner.boot_from_snapshot().await.ok_or(e);
-                    }
+            Some(_) => match inner.load_within_budget().await {
+                Ok(defs) => Ok(defs),
+                Err(e) => {
+                    drop(recording);
+                    return inner.boot_from_snapshot().await.ok_or(e);
                 }
-            }
+            },
         };
         let swapped = loaded.and_then(|defs| {
             let n = defs.len();
@@ -178,17 +167,39 @@ impl TieredCache {
 }
 
 impl Inner {
-    /// The whole set from the source, or from L2 when the source fails (or there is none).
-    async fn load_from_any_backend(&self) -> Result<Vec<FlagDefinition>> {
-        let from_source = match &self.l3 {
-            Some(l3) => l3.load_all(&self.counters).await,
-            None => Err(Error::invalid_config("no source")),
+    /// The whole set within `warm_up_budget`: from the source, given half of it when there is
+    /// an L2 (so that a hung source leaves L2 time to answer), then from L2 for the rest.
+    async fn load_within_budget(&self) -> Result<Vec<FlagDefinition>> {
+        let budget = self.policy.warm_up_budget;
+        let started = tokio::time::Instant::now();
+        let timed_out = |what: &str, limit: Duration| {
+            Error::new(
+                crate::ErrorKind::Timeout,
+                format!("{what} did not answer warm-up within {limit:?}"),
+            )
         };
-        match (from_source, &self.l2) {
-            (Ok(defs), _) => Ok(defs),
-            (Err(_), Some(l2)) => l2.load_all().await,
-            (Err(e), None) => Err(e),
+        let mut failure = Error::invalid_config("warm_up needs a FlagSource or an L2");
+        if let Some(l3) = &self.l3 {
+            let limit = if self.l2.is_some() {
+                budget / 2
+            } else {
+                budget
+            };
+            match tokio::time::timeout(limit, l3.load_all(&self.counters)).await {
+                Ok(Ok(defs)) => return Ok(defs),
+                Ok(Err(e)) => failure = e,
+                Err(_) => failure = timed_out("the source", limit),
+            }
         }
+        if let Some(l2) = &self.l2 {
+            let limit = budget.saturating_sub(started.elapsed());
+            match tokio::time::timeout(limit, l2.load_all()).await {
+                Ok(Ok(defs)) => return Ok(defs),
+                Ok(Err(e)) => failure = e,
+                Err(_) => failure = timed_out("L2", limit),
+            }
+        }
+        Err(failure)
     }
 
     async fn load_everything(&self) -> Result<Vec<FlagDefinition>> {

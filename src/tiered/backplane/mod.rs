@@ -212,23 +212,30 @@ impl TieredCache {
 fn maintain(weak: Weak<Inner>, revalidate_l1: bool) -> BackplaneTask {
     BackplaneTask::new(tokio::spawn(async move {
         let started = tokio::time::Instant::now();
-        loop {
+        let checked = loop {
             let Some(inner) = weak.upgrade() else { return };
             match inner.ensure_l2_filled().await {
-                Ok(_) => break,
+                Ok(_) => break true,
                 Err(e) if started.elapsed() < inner.policy.bulk_timeout => {
                     tracing::debug!(error = %e, "cannot check or refill L2 yet");
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot check or refill L2");
-                    break;
+                    break false;
                 }
             }
             drop(inner);
             tokio::time::sleep(MAINTENANCE_RETRY).await;
-        }
-        if revalidate_l1 {
+        };
+        // Without a source, an L2 that may have lost its content and could not be refilled
+        // would make the revalidation drop every flag it lacks: L1 is kept instead.
+        let has_source = weak.upgrade().is_some_and(|inner| inner.l3.is_some());
+        if revalidate_l1 && (checked || has_source) {
             revalidate(weak).await;
+        } else if revalidate_l1 {
+            tracing::warn!(
+                "L1 not revalidated: L2's content could not be checked, and there is no source"
+            );
         }
     }))
 }

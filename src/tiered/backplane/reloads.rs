@@ -68,10 +68,11 @@ impl Reloads {
         self.serving_stale.active(id, now)
     }
 
-    /// Waits while `id`'s reload is pending (at most until its stale answers would end);
+    /// Waits while `id`'s reload is pending, at most `limit` (later notices keep it pending);
     /// true when it was pending.
-    pub(crate) async fn wait(&self, id: &str, clock: &Clock) -> bool {
+    pub(crate) async fn wait(&self, id: &str, clock: &Clock, limit: Duration) -> bool {
         let mut waited = false;
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             // Registered before the check, so a landing in between still wakes us.
             let landed = self.landed.notified();
@@ -81,8 +82,11 @@ impl Reloads {
                 return waited;
             }
             waited = true;
-            // The deadline bounds the wait should the reload task be gone.
-            let _ = tokio::time::timeout(MAX_WAIT_STEP, landed).await;
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            let _ = tokio::time::timeout(MAX_WAIT_STEP.min(deadline - now), landed).await;
         }
     }
 
@@ -99,15 +103,19 @@ impl Reloads {
 }
 
 impl Inner {
+    /// How long a superseded copy is answered stale at most, and a `get` waits at most: the
+    /// spread and one load, should the reload task be gone.
+    pub(crate) fn reload_bound(&self) -> Duration {
+        self.policy.notice_spread + self.policy.l2_timeout + self.policy.source_timeout
+    }
+
     /// What a notice of a newer version (or an invalidation) of `id` does: L1's copy expires,
     /// fenced, and a reload is scheduled; without a fresh copy (or with `max_pending`
     /// reloads pending), the flag is dropped from L1 and loaded on its next read.
     pub(crate) fn supersede(&self, id: &str) {
         self.warm_log.record_drop(id);
         let now = self.now();
-        // Served stale at most this long, should the reload task be gone.
-        let bound = self.policy.notice_spread + self.policy.l2_timeout + self.policy.source_timeout;
-        let until = now.saturating_add(duration_to_ticks(bound));
+        let until = now.saturating_add(duration_to_ticks(self.reload_bound()));
         let reloads = &self.backplane.reloads;
         let flag = FlagId::new(id);
         if reloads.hold(&flag, until, now) {

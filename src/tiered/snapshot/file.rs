@@ -2,9 +2,10 @@
 //!
 //! Two parts: a header line (JSON: the format's name and version, the prefix, when it was
 //! written, how many flags, and a checksum of the rest), then the flags (a JSON array of
-//! definitions). Written atomically: a temporary file beside it (mode 0600), `fsync`, a
-//! rename over the old file, and an `fsync` of the directory, so a crash at any point leaves
-//! the old snapshot or the new one, whole.
+//! definitions). Written atomically: a temporary file beside it, created anew (`O_EXCL`, so
+//! never a file or a link someone left there) with mode 0600 and named after the process, then
+//! `fsync`, a rename over the old file, and an `fsync` of the directory, so a crash at any
+//! point leaves the old snapshot or the new one, whole.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::flag::FlagDefinition;
@@ -17,6 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const FORMAT: &str = "flagcache-snapshot";
 /// The format's version; a reader refuses others.
 const VERSION: u32 = 1;
+/// The largest snapshot read: beyond it, a file is refused unread.
+const MAX_BYTES: u64 = 1 << 30;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Header {
@@ -56,6 +59,12 @@ pub(crate) fn write(path: &Path, prefix: &str, defs: &[&FlagDefinition]) -> Resu
     bytes.extend_from_slice(&body);
     let temporary = temporary_path(path);
     let written = (|| {
+        // A leftover of this process's (a write that failed half-way) or of a process that
+        // had its id: removed, not reused (a link there is removed, not followed).
+        match std::fs::remove_file(&temporary) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut file = open_private(&temporary)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
@@ -74,6 +83,15 @@ pub(crate) fn write(path: &Path, prefix: &str, defs: &[&FlagDefinition]) -> Resu
 /// checksum, its age (at most `max_age`) and every definition (an invalid one is left out
 /// and counted in the second value).
 pub(crate) fn read(path: &Path, prefix: &str, max_age: Duration) -> Result<(Loaded, usize)> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| io_error(path, "reading the snapshot", e.to_string()))?
+        .len();
+    if size > MAX_BYTES {
+        return Err(corrupt(
+            path,
+            &format!("it is {size} bytes, over {MAX_BYTES}"),
+        ));
+    }
     let bytes =
         std::fs::read(path).map_err(|e| io_error(path, "reading the snapshot", e.to_string()))?;
     let split = bytes
@@ -123,10 +141,10 @@ pub(crate) fn read(path: &Path, prefix: &str, max_age: Duration) -> Result<(Load
     Ok((Loaded { defs, age }, invalid))
 }
 
-/// `{path}.tmp`: one writer per snapshot file, so one temporary name.
-fn temporary_path(path: &Path) -> PathBuf {
+/// `{path}.{pid}.tmp`: two processes writing one snapshot file never share a temporary file.
+pub(crate) fn temporary_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(".tmp");
+    name.push(format!(".{}.tmp", std::process::id()));
     PathBuf::from(name)
 }
 
@@ -135,8 +153,7 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)
 }
@@ -145,8 +162,7 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
 fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .open(path)
 }
 
