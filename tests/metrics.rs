@@ -112,6 +112,21 @@ async fn statistics_reach_the_metrics_facade_with_low_cardinality_labels() {
         counter("flagcache_source_errors_total", &[("cache", "checkout")]),
         0
     );
+    for name in [
+        "flagcache_feed_changes_total",
+        "flagcache_feed_resyncs_total",
+        "flagcache_l2_refills_total",
+        "flagcache_snapshots_written_total",
+    ] {
+        assert_eq!(counter(name, &[("cache", "checkout")]), 0, "{name}");
+    }
+    assert_eq!(
+        values.get(&(
+            "flagcache_feed_following".to_owned(),
+            vec![("cache".to_owned(), "checkout".to_owned())]
+        )),
+        Some(&DebugValue::Gauge(0.0.into()))
+    );
     assert_eq!(
         values.get(&(
             "flagcache_size".to_owned(),

@@ -29,6 +29,8 @@ impl TieredCache {
     /// | `flagcache_stale_serves_total`, `flagcache_coalesced_waits_total`, `flagcache_negative_hits_total`, `flagcache_loads_shed_total`, `flagcache_refreshes_total` | counter | |
     /// | `flagcache_source_calls_total`, `flagcache_source_errors_total` (failed or timed out), `flagcache_source_rejected_total` (definitions refused: misfiled or invalid) | counter | |
     /// | `flagcache_notices_total` | counter | `outcome`: `sent`, `failed`, `received`, `bad` |
+    /// | `flagcache_feed_changes_total`, `flagcache_feed_resyncs_total`, `flagcache_feed_errors_total`, `flagcache_l2_refills_total`, `flagcache_snapshots_written_total`, `flagcache_snapshot_errors_total` | counter | |
+    /// | `flagcache_feed_following` (0 or 1) | gauge | |
     /// | `flagcache_size`, `flagcache_capacity` | gauge | `layer`: `l1` |
     /// | `flagcache_background_loads`, `flagcache_backplane_subscribed` (0 or 1) | gauge | |
     /// | `flagcache_call_seconds` | histogram | `layer`: `l2`, `l3`; `outcome`: `ok` or the error's kind (recorded by every cache in the process, without `cache`) |
@@ -99,6 +101,12 @@ fn publish(name: &str, s: &TieredStats) {
         ("flagcache_source_calls_total", s.l3_loads),
         ("flagcache_source_errors_total", s.l3_errors),
         ("flagcache_source_rejected_total", s.l3_rejected),
+        ("flagcache_feed_changes_total", s.feed_changes),
+        ("flagcache_feed_resyncs_total", s.feed_resyncs),
+        ("flagcache_feed_errors_total", s.feed_errors),
+        ("flagcache_l2_refills_total", s.l2_refills),
+        ("flagcache_snapshots_written_total", s.snapshots_written),
+        ("flagcache_snapshot_errors_total", s.snapshot_errors),
     ] {
         counter!(metric, "cache" => cache.clone()).absolute(value);
     }
@@ -110,6 +118,11 @@ fn publish(name: &str, s: &TieredStats) {
     gauge!("flagcache_capacity", "cache" => cache.clone(), "layer" => "l1")
         .set(s.l1.capacity as f64);
     gauge!("flagcache_background_loads", "cache" => cache.clone()).set(s.background_loads as f64);
+    gauge!("flagcache_feed_following", "cache" => cache.clone()).set(if s.feed_following {
+        1.0
+    } else {
+        0.0
+    });
     gauge!("flagcache_backplane_subscribed", "cache" => cache).set(if s.backplane_subscribed {
         1.0
     } else {
