@@ -319,6 +319,14 @@ async fn the_feed_needs_a_source_that_has_one() {
     let e = without_feed.start_change_feed().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidConfig);
     assert!(e.to_string().contains("no change feed"), "{e}");
+    // One feed task per cache; another may start once it stopped.
+    let source = Announcing::new(db.source.clone());
+    let cache = instance(None, &source);
+    let task = cache.start_change_feed().unwrap();
+    let e = cache.start_change_feed().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+    task.stop();
+    wait_for("the task's end", || cache.start_change_feed().is_ok()).await;
     let e = TieredCache::builder()
         .feed_lease(Duration::ZERO)
         .build()

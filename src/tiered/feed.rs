@@ -42,6 +42,8 @@ const BATCH: usize = 500;
 pub(crate) struct Feed {
     /// 1 while this instance follows the feed.
     following: AtomicU64,
+    /// 1 while a feed task runs: one per cache.
+    running: AtomicU64,
 }
 
 impl Feed {
@@ -65,7 +67,8 @@ impl TieredCache {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) without a source, with a
-    /// source that has no change feed, or when the cache was built outside a tokio runtime.
+    /// source that has no change feed, when the cache was built outside a tokio runtime, or
+    /// while a feed task of this cache runs (one is enough).
     pub fn start_change_feed(&self) -> Result<ChangeFeedTask> {
         let Some(l3) = &self.inner.l3 else {
             return Err(Error::invalid_config("the change feed needs a FlagSource"));
@@ -78,7 +81,19 @@ impl TieredCache {
                 "start_change_feed needs the cache to be built inside a tokio runtime",
             ));
         };
-        let handle = runtime.spawn(follow_loop(Arc::downgrade(&self.inner)));
+        let feed = &self.inner.feed;
+        if feed.running.swap(1, Ordering::AcqRel) == 1 {
+            return Err(Error::invalid_config(
+                "a change feed task of this cache runs already",
+            ));
+        }
+        let weak = Arc::downgrade(&self.inner);
+        // Made here, not in the task: a task stopped before it first ran drops it too.
+        let stopped = Stopped(weak.clone());
+        let handle = runtime.spawn(async move {
+            let _stopped = stopped;
+            follow_loop(weak).await;
+        });
         Ok(ChangeFeedTask::new(handle))
     }
 }
@@ -210,13 +225,24 @@ impl Inner {
     }
 }
 
-/// Clears the following state when the task ends, however it ends.
+/// Clears the following state when one feed ends, however it ends.
 struct Unfollowed(Weak<Inner>);
 
 impl Drop for Unfollowed {
     fn drop(&mut self) {
         if let Some(inner) = self.0.upgrade() {
             inner.feed.set_following(false);
+        }
+    }
+}
+
+/// Lets the cache start a feed task again once this one ends, however it ends.
+struct Stopped(Weak<Inner>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.feed.running.store(0, Ordering::Release);
         }
     }
 }
