@@ -222,10 +222,13 @@ async fn a_second_notice_during_the_spread_keeps_serving_the_copy_and_one_reload
         reads_of_f: Arc::default(),
         delay: Duration::from_millis(100),
     };
+    // At most one pending reload (as many as flags remembered): the flag's own second notice
+    // is still taken.
     let reader = TieredCache::builder()
         .l2(recorded.clone())
         .l1_ttl(Duration::from_secs(600))
         .notice_spread(Duration::from_millis(500))
+        .remembered_flags(1)
         .build()
         .unwrap();
     let _task = reader.start_backplane().unwrap();

@@ -9,7 +9,7 @@
 //! - With a source: an instance that finds the sentinel gone competes for the L2 lease
 //!   `refill`. The holder loads the whole set from the source once, fills L2 with it
 //!   (`fill_many`: never over a write made since) and plants a new token. The others wait for
-//!   the token, up to `bulk_timeout`, before they revalidate their L1 through L2, so the source
+//!   the token (see below how long) before they revalidate their L1 through L2, so the source
 //!   answers one `load_all` instead of every instance's working set.
 //! - Without one, L2 is the fleet's only copy besides the instances' L1: each instance that
 //!   finds the sentinel gone, or a token it has not seen (another instance refilled L2 since),

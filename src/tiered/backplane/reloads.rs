@@ -50,8 +50,11 @@ impl Reloads {
     /// flags are pending already (the caller drops the flag from L1 instead). Set before L1's
     /// copy expires, so that no read finds it expired and not yet pending (and loads it).
     fn hold(&self, id: &FlagId, until: Ticks, now: Ticks) -> bool {
-        if lock(&self.pending).len() >= self.max_pending {
-            return false;
+        {
+            let pending = lock(&self.pending);
+            if pending.len() >= self.max_pending && !pending.contains(id) {
+                return false;
+            }
         }
         self.serving_stale.set(id, until, now);
         true
