@@ -486,3 +486,44 @@ async fn a_subscription_gone_silent_is_noticed_and_made_again() {
     a.try_set(&f, def("f", 2), None).await.unwrap();
     wait_for("B to drop its copy", || b.l1().get_now("f").is_none()).await;
 }
+
+/// The backplane task (its reload and maintenance tasks, its pub/sub connection) ends once
+/// the cache is dropped, even when no notice comes to wake it: its sentinel check sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backplane_task_ends_with_its_cache_on_a_quiet_redis_subscription() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let cache = TieredCache::builder()
+        .l2(RedisCache::builder(&redis.url())
+            .prefix("lifetime")
+            .build()
+            .unwrap())
+        .sentinel_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let task = cache.start_backplane().unwrap();
+    wait_for("the subscription", || {
+        cache.tiered_stats().backplane_subscribed
+    })
+    .await;
+    let subscribers =
+        |r: &RedisServer| match r.command(&["PUBSUB", "NUMSUB", "lifetime:flagcache:v1:events"]) {
+            Reply::Array(Some(items)) => match items.get(1) {
+                Some(Reply::Integer(n)) => *n,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+    assert_eq!(subscribers(&redis), 1);
+    drop(cache);
+    wait_for("the task's end", || task.is_finished()).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while subscribers(&redis) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the subscription outlived its cache"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

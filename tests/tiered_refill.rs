@@ -12,10 +12,18 @@ mod sources;
 #[path = "support/wait.rs"]
 mod wait;
 
-use flagcache::{BackplaneTask, FlagId, FlagStore, RedisCache, TieredCache};
+use flagcache::{
+    BackplaneTask, FlagCache, FlagDefinition, FlagId, FlagSource, FlagStore, RedisCache,
+    TieredCache,
+};
 use redis_server::RedisServer;
+use sources::SqliteSource;
 use sources::{Db, def};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 const FLAGS: usize = 300;
 const INSTANCES: usize = 4;
@@ -262,4 +270,108 @@ async fn without_a_source_an_l2_that_cannot_be_refilled_is_not_used_to_revalidat
         .filter(|i| a.get_with(&format!("g{i}"), |d| d.version).is_some())
         .count();
     assert_eq!(kept, 20, "L1 dropped what an empty L2 lacked");
+}
+
+/// A source whose `load_all` (only) is held after it queried, while `hold` is set.
+#[derive(Clone)]
+struct HoldAll {
+    inner: SqliteSource,
+    hold: Arc<AtomicBool>,
+    gate: Arc<Semaphore>,
+    started: Arc<Semaphore>,
+}
+
+impl FlagSource for HoldAll {
+    async fn load(&self, id: &FlagId) -> flagcache::Result<Option<FlagDefinition>> {
+        self.inner.load(id).await
+    }
+    async fn load_many(
+        &self,
+        ids: &[FlagId],
+    ) -> flagcache::Result<HashMap<FlagId, FlagDefinition>> {
+        self.inner.load_many(ids).await
+    }
+    async fn load_all(&self) -> flagcache::Result<Vec<FlagDefinition>> {
+        let all = self.inner.load_all().await;
+        if self.hold.load(Ordering::SeqCst) {
+            self.started.add_permits(1);
+            self.gate.acquire().await.unwrap().forget();
+        }
+        all
+    }
+}
+
+fn l2_of(redis: &RedisServer) -> RedisCache {
+    RedisCache::builder(&redis.url())
+        .prefix("refill-deleted")
+        .build()
+        .unwrap()
+}
+
+async fn l2_version_p3(redis: &RedisServer, id: &str) -> Option<u64> {
+    let id = FlagId::new(id);
+    let found = FlagStore::get_many(&l2_of(redis), std::slice::from_ref(&id))
+        .await
+        .unwrap();
+    found.get(&id).map(|f| f.definition.version)
+}
+
+/// A refill's `SET NX` fill is refused by a deletion's tombstone only while it lives: a
+/// deletion made while the refill read the source, whose tombstone expired before the fill,
+/// must not be undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refill_does_not_put_back_a_flag_deleted_while_it_read_the_source() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let db = Db::new("refill-deleted");
+    db.source.upsert(&def("x", 1)).unwrap();
+    db.source.upsert(&def("y", 1)).unwrap();
+    let source = HoldAll {
+        inner: db.source.clone(),
+        hold: Arc::new(AtomicBool::new(true)),
+        gate: Arc::new(Semaphore::new(0)),
+        started: Arc::new(Semaphore::new(0)),
+    };
+    let build = |src: HoldAll| {
+        TieredCache::builder()
+            .l2(l2_of(&redis))
+            .source(src)
+            .tombstone_ttl(Duration::from_millis(300))
+            .bulk_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    };
+    let a = build(source.clone());
+    // A fresh Redis has no sentinel: A's backplane maintenance refills L2 from load_all.
+    let _bp = a.start_backplane().unwrap();
+    source.started.acquire().await.unwrap().forget(); // load_all has read x v1 and is held
+    // Meanwhile x is deleted in the source and through another instance (what the feed
+    // follower does: try_invalidate -> tombstone).
+    db.source.delete("x").unwrap();
+    let b = build(HoldAll {
+        hold: Arc::new(AtomicBool::new(false)),
+        ..source.clone()
+    });
+    b.try_invalidate(&FlagId::new("x")).await.unwrap();
+    assert_eq!(l2_version_p3(&redis, "x").await, None);
+    // The refill is slow (a large set, a slow database): longer than tombstone_ttl.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    source.gate.add_permits(1);
+    wait::wait_for("the refill", || a.tiered_stats().l2_refills == 1).await;
+    // A fresh instance reads x: the source deleted it; L2 gives it back.
+    let c = build(HoldAll {
+        hold: Arc::new(AtomicBool::new(false)),
+        ..source.clone()
+    });
+    let got = c.get(&FlagId::new("x")).await.map(|f| f.definition.version);
+    assert_eq!(
+        l2_version_p3(&redis, "x").await,
+        None,
+        "refill put a deleted flag back into L2"
+    );
+    assert_eq!(
+        got, None,
+        "a fresh instance serves a flag the source deleted"
+    );
 }

@@ -270,7 +270,8 @@ async fn a_process_killed_while_writing_leaves_the_previous_snapshot_whole() {
             .l1_size(CHILD_FLAGS)
             .source(Down)
             .snapshot_file(&snapshot)
-            .warm_up_budget(Duration::from_millis(100))
+            // Also how long reading the snapshot may take (20 000 flags, a debug build).
+            .warm_up_budget(Duration::from_secs(10))
             .build()
             .unwrap();
         assert_eq!(cache.warm_up().await.unwrap(), CHILD_FLAGS, "round {round}");
@@ -387,4 +388,32 @@ async fn a_hung_source_leaves_l2_part_of_the_budget() {
     );
     assert_eq!(cache.tiered_stats().snapshot_flags, 0);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_read_that_never_returns_does_not_hold_warm_up() {
+    let db = Db::new("snapshot-hung-read");
+    db.source.break_table();
+    // A FIFO nobody writes stands for a file system that stopped answering (a hung mount).
+    let path = db.dir.join("flags.snapshot");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let cache = TieredCache::builder()
+        .source(db.source.clone())
+        .snapshot_file(&path)
+        .warm_up_budget(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(3), cache.warm_up()).await;
+    // Lets the blocked reading thread go, so that the runtime can shut down.
+    let _ = std::fs::OpenOptions::new().write(true).open(&path);
+    let e = outcome.expect("warm-up bounded").unwrap_err();
+    assert!(
+        e.to_string().contains("no such table"),
+        "the backends' error: {e}"
+    );
+    assert_eq!(cache.tiered_stats().snapshot_errors, 1);
 }

@@ -259,7 +259,7 @@ impl TieredCacheBuilder {
 
     /// With a snapshot file: how long `warm_up` waits for the backends before it falls back
     /// to the snapshot (default 10 s): the source gets half of it when there is an L2, and L2
-    /// the rest.
+    /// the rest; reading the snapshot then gets as long again.
     pub fn warm_up_budget(mut self, budget: Duration) -> Self {
         self.policy.warm_up_budget = budget;
         self

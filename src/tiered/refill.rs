@@ -8,7 +8,9 @@
 //!
 //! - With a source: an instance that finds the sentinel gone competes for the L2 lease
 //!   `refill`. The holder loads the whole set from the source once, fills L2 with it
-//!   (`fill_many`: never over a write made since) and plants a new token. The others wait for
+//!   (`fill_many`: never over a write or a live tombstone; a batch filled more than half a
+//!   `tombstone_ttl` after the read is read again first, so that a deletion whose tombstone
+//!   expired is not undone) and plants a new token. The others wait for
 //!   the token (see below how long) before they revalidate their L1 through L2, so the source
 //!   answers one `load_all` instead of every instance's working set.
 //! - Without one, L2 is the fleet's only copy besides the instances' L1: each instance that
@@ -35,16 +37,6 @@ const REFILL_LEASE: &str = "refill";
 const BATCH: usize = 500;
 /// How often an instance waiting for another's refill checks the sentinel.
 const WAIT_STEP: Duration = Duration::from_millis(50);
-
-/// How a refill writes into L2.
-#[derive(Clone, Copy)]
-enum Write {
-    /// The source's set: only where a key is empty (`SET NX`), never over a write made since.
-    IfEmpty,
-    /// An instance's L1: behind the version guard, so that the highest version any instance
-    /// held wins.
-    Guarded,
-}
 
 /// The last sentinel this instance saw in L2.
 #[derive(Default)]
@@ -102,20 +94,33 @@ impl Inner {
         }
     }
 
-    /// Fills L2 with the source's whole set (or this instance's L1, when the source fails),
-    /// then plants a new sentinel.
+    /// Fills L2 with the source's whole set, then plants a new sentinel. A failing source is
+    /// an error (this instance's L1 may hold what the fleet changed or deleted since).
+    ///
+    /// A `SET NX` fill is refused by a deletion's tombstone only while it lives: a batch
+    /// filled more than half a `tombstone_ttl` after the set was read is read again first
+    /// (one `load_many`), so that a flag deleted meanwhile is not put back.
     async fn refill_from_source(&self, l2: &L2) -> Result<()> {
-        let from_source = match &self.l3 {
-            Some(l3) => l3.load_all(&self.counters).await.ok(),
-            None => None,
-        };
-        match from_source {
-            Some(defs) => {
-                let flags: Vec<_> = defs.into_iter().map(|d| (d.id.clone(), d)).collect();
-                self.fill(l2, &flags, Write::IfEmpty).await
+        let Some(l3) = &self.l3 else { return Ok(()) };
+        let read_at = tokio::time::Instant::now();
+        let defs = l3.load_all(&self.counters).await?;
+        let fresh_for = self.policy.tombstone_ttl / 2;
+        let ttl = self.policy.l2_ttl;
+        let mut stored = 0;
+        let mut flags = defs.into_iter().map(|d| (d.id.clone(), d)).peekable();
+        while flags.peek().is_some() {
+            let mut batch: Vec<(FlagId, FlagDefinition)> = flags.by_ref().take(BATCH).collect();
+            if read_at.elapsed() > fresh_for {
+                let ids: Vec<FlagId> = batch.iter().map(|(id, _)| id.clone()).collect();
+                let mut again = l3.load_batch(&ids, &self.counters).await?;
+                batch = ids
+                    .into_iter()
+                    .filter_map(|id| again.found.remove(&id).map(|d| (id, d)))
+                    .collect();
             }
-            None => self.fill(l2, &self.l1_flags(), Write::Guarded).await,
+            stored += l2.fill_many(&batch, ttl).await?;
         }
+        self.planted(l2, stored).await
     }
 
     /// Without a source: fills L2 with this instance's L1 when the sentinel is gone, or is one
@@ -124,29 +129,31 @@ impl Inner {
         match found {
             Some(token) if !self.sentinel_seen.changed_to(&token) => Ok(false),
             _ => {
-                self.fill(l2, &self.l1_flags(), Write::Guarded).await?;
+                self.fill_from_l1(l2).await?;
                 Ok(true)
             }
         }
     }
 
-    /// Writes `flags` into L2 as `how` says, then plants a sentinel (a new token, unless
-    /// another instance planted one meanwhile), remembered as seen.
-    async fn fill(&self, l2: &L2, flags: &[(FlagId, FlagDefinition)], how: Write) -> Result<()> {
+    /// Writes this instance's L1 into L2 behind the version guard (the highest version any
+    /// instance held wins), then plants a sentinel.
+    async fn fill_from_l1(&self, l2: &L2) -> Result<()> {
         let ttl = self.policy.l2_ttl;
         let mut stored = 0;
-        for batch in flags.chunks(BATCH) {
-            stored += match how {
-                Write::IfEmpty => l2.fill_many(batch, ttl).await?,
-                Write::Guarded => l2.set_many(batch, ttl).await?.stored,
-            };
+        for batch in self.l1_flags().chunks(BATCH) {
+            stored += l2.set_many(batch, ttl).await?.stored;
         }
+        self.planted(l2, stored).await
+    }
+
+    /// Plants a sentinel after a refill that stored `stored` flags (a new token, unless
+    /// another instance planted one meanwhile), remembered as seen.
+    async fn planted(&self, l2: &L2, stored: usize) -> Result<()> {
         let token = l2.plant_sentinel(&new_token()).await?;
         self.sentinel_seen.changed_to(&token);
-        if !flags.is_empty() {
+        if stored > 0 {
             add(&self.counters.l2_refills, 1);
             tracing::warn!(
-                flags = flags.len(),
                 stored,
                 "L2 had lost its content (its sentinel was gone); refilled it"
             );

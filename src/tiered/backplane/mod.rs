@@ -301,6 +301,10 @@ async fn subscribe_loop(weak: Weak<Inner>) {
                     let payload = tokio::select! {
                         payload = subscription.next() => payload,
                         _ = sentinel.tick() => {
+                            // Also how a quiet subscription learns that the cache is gone.
+                            if weak.strong_count() == 0 {
+                                return;
+                            }
                             if maintenance.as_ref().is_none_or(BackplaneTask::is_finished) {
                                 maintenance = Some(maintain(weak.clone(), false));
                             }

@@ -87,15 +87,21 @@ impl Inner {
             snapshot.prefix.clone(),
             snapshot.max_age,
         );
-        let read = tokio::task::spawn_blocking(move || file::read(&path, &prefix, max_age))
-            .await
-            .map_err(|e| {
-                Error::new(
-                    crate::ErrorKind::Backend,
-                    format!("reading the snapshot: {e}"),
-                )
-            })
-            .and_then(|r| r);
+        // Bounded like the backends: a file system that stopped answering (a hung network
+        // mount) must not hold warm-up forever.
+        let limit = self.policy.warm_up_budget;
+        let reading = tokio::task::spawn_blocking(move || file::read(&path, &prefix, max_age));
+        let read = match tokio::time::timeout(limit, reading).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => Err(Error::new(
+                crate::ErrorKind::Backend,
+                format!("reading the snapshot: {e}"),
+            )),
+            Err(_) => Err(Error::new(
+                crate::ErrorKind::Timeout,
+                format!("reading the snapshot took over {limit:?}"),
+            )),
+        };
         let (loaded, invalid) = match read {
             Ok(read) => read,
             Err(e) => {
@@ -133,18 +139,24 @@ impl Inner {
         let defs = self.l1.last_known_all();
         let (path, prefix) = (snapshot.path.clone(), snapshot.prefix.clone());
         let n = defs.len();
-        let written = tokio::task::spawn_blocking(move || {
+        let writing = tokio::task::spawn_blocking(move || {
             let refs: Vec<&FlagDefinition> = defs.iter().map(|d| &**d).collect();
             file::write(&path, &prefix, &refs)
-        })
-        .await
-        .map_err(|e| {
-            Error::new(
+        });
+        // Bounded, as every whole-set call: a disk that stopped answering fails the write
+        // (its thread ends on its own), and does not hold the next one forever.
+        let limit = self.policy.bulk_timeout;
+        let written = match tokio::time::timeout(limit, writing).await {
+            Ok(Ok(written)) => written,
+            Ok(Err(e)) => Err(Error::new(
                 crate::ErrorKind::Backend,
                 format!("writing the snapshot: {e}"),
-            )
-        })
-        .and_then(|r| r);
+            )),
+            Err(_) => Err(Error::new(
+                crate::ErrorKind::Timeout,
+                format!("writing the snapshot took over {limit:?}"),
+            )),
+        };
         match written {
             Ok(_) => {
                 self.snapshot_state
