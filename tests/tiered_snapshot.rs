@@ -129,6 +129,19 @@ async fn an_instance_starting_with_redis_stopped_and_the_source_failing_serves_i
         assert!(Instant::now() < deadline, "not confirmed: {got:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // And the cache warms up from them by itself: the whole set fresh, the warm-up done.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !second.readiness().warmed_up {
+        assert!(
+            Instant::now() < deadline,
+            "never warmed up from the backends"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        second.l1().get_now("f8").map(|f| f.definition.version),
+        Some(3)
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

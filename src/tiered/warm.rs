@@ -110,9 +110,11 @@ impl TieredCache {
     /// With a [snapshot file](crate::TieredCacheBuilder::snapshot_file), the backends get
     /// `warm_up_budget` (the source half of it, then L2 the rest); when neither answers, L1 is
     /// filled from the snapshot instead, served as stale until a backend confirms each flag,
-    /// and this returns how many flags the snapshot gave (the warm-up does not count as done
-    /// for [`readiness`](Self::readiness)). An unusable snapshot is a warning, and the
-    /// backends' error is returned.
+    /// and this returns how many flags the snapshot gave. The warm-up then does not count as
+    /// done for [`readiness`](Self::readiness) until a background task (on the runtime the
+    /// cache was built in, every `retry_after`, at least a second apart) has warmed up from a
+    /// backend that answers again. An unusable snapshot is a warning, and the backends' error
+    /// is returned.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) with neither a source nor
@@ -120,6 +122,12 @@ impl TieredCache {
     /// [`ErrorKind::CapacityExceeded`](crate::ErrorKind::CapacityExceeded) when the set is
     /// larger than L1.
     pub async fn warm_up(&self) -> Result<usize> {
+        self.warm(true).await
+    }
+
+    /// [`warm_up`](Self::warm_up); from the snapshot only if `snapshot_allowed` (a retry after
+    /// a snapshot boot wants the backends).
+    async fn warm(&self, snapshot_allowed: bool) -> Result<usize> {
         let inner = &self.inner;
         if inner.l3.is_none() && inner.l2.is_none() {
             return Err(Error::invalid_config(
@@ -132,10 +140,13 @@ impl TieredCache {
             None => inner.load_everything().await,
             Some(_) => match inner.load_within_budget().await {
                 Ok(defs) => Ok(defs),
-                Err(e) => {
+                Err(e) if snapshot_allowed => {
                     drop(recording);
-                    return inner.boot_from_snapshot().await.ok_or(e);
+                    let booted = inner.boot_from_snapshot().await.ok_or(e)?;
+                    self.warm_up_again_later();
+                    return Ok(booted);
                 }
+                Err(e) => Err(e),
             },
         };
         let swapped = loaded.and_then(|defs| {
@@ -163,6 +174,28 @@ impl TieredCache {
         }
         inner.health.warmed_up();
         Ok(n)
+    }
+}
+
+impl TieredCache {
+    /// After a snapshot boot: warms up from the backends once they answer again, so that the
+    /// fresh set replaces the snapshot's in one swap and readiness reports the warm-up done.
+    fn warm_up_again_later(&self) {
+        let Some(runtime) = &self.inner.runtime else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let pause = self.inner.policy.retry_after.max(Duration::from_secs(1));
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(pause).await;
+                let Some(inner) = weak.upgrade() else { return };
+                if (TieredCache { inner }).warm(false).await.is_ok() {
+                    tracing::info!("warmed up from the backends after a snapshot boot");
+                    return;
+                }
+            }
+        });
     }
 }
 
