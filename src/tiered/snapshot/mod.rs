@@ -1,12 +1,15 @@
 //! Booting from a snapshot: L1's definitions kept in a file (`file`), so that an instance
 //! starting while L2 and the source are both down still serves the flags it last knew.
 //!
-//! With a snapshot file set, `warm_up` gives the backends `warm_up_budget`: the source, then
-//! L2. When neither answers, L1 is filled from the snapshot, each definition validated and
-//! written behind the version check *already expired*: served as stale (`stale_serves`, and
-//! `STALE` through OpenFeature) for up to `max_stale`, while every read asks the backends again
-//! (after `retry_after`), until one of them confirms it. A snapshot that is missing, damaged,
-//! another prefix's or older than `snapshot_max_age` is a warning, never a failed start.
+//! With a snapshot file set, `warm_up` gives the backends `warm_up_budget` (the source half of
+//! it when there is an L2, then L2 the rest). When neither answers, L1 is filled from the
+//! snapshot (its read bounded by the budget too), each definition validated and written behind
+//! the version check *already expired*: served as stale (`stale_serves`, and `STALE` through
+//! OpenFeature) for up to `max_stale`, while every read asks the backends again (after
+//! `retry_after`), until one of them confirms it, and a task warms up from the backends once
+//! they answer. A snapshot that is missing, damaged, another prefix's or older than
+//! `snapshot_max_age` is a warning: the snapshot never fails a start (`warm_up` returns the
+//! backends' error, as without one).
 //!
 //! The snapshot task rewrites the file when L1 changed since the last write, at most once per
 //! `snapshot_interval` (the debounce), and once more when it is shut down.
