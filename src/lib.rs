@@ -7,8 +7,8 @@
 //! |---|---|---|
 //! | L1 | [`LocalCache`] | in-process `papaya` map, CLOCK eviction, per-entry TTL, snapshot swaps |
 //! | L2 | [`FlagStore`]: `RedisCache` (feature `redis`), [`MemoryStore`] | shared by a fleet: bounded latency, batches, version guard, backplane |
-//! | L3 | [`FlagSource`] | the database, the source of truth |
-//! | all | [`TieredCache`] | read-through, single-flight, refresh-ahead, fail-safe, backplane |
+//! | L3 | [`FlagSource`]: yours, or `PostgresSource` (feature `postgres`) | the database, the source of truth, and its change feed |
+//! | all | [`TieredCache`] | read-through, single-flight, refresh-ahead, fail-safe, backplane, the source's change feed followed once per fleet, a snapshot to boot from, an emptied L2 refilled |
 //!
 //! ## Quick example
 //! ```
@@ -38,6 +38,9 @@
 //! |---|---|---|
 //! | `redis` | yes | the Redis layer (L2); off, the crate compiles no Redis client |
 //! | `redis-tls` | no | `rediss://` URLs for the Redis layer (rustls) |
+//! | `postgres` | no | `PostgresSource`: a source on a PostgreSQL table, with a change feed from `LISTEN`/`NOTIFY` |
+//! | `metrics` | no | `TieredCache::start_metrics_task`: the statistics through the `metrics` facade |
+//! | `openfeature` | no | `FlagcacheProvider`, an OpenFeature provider |
 //!
 //! ## Consistency model
 //! - **Reads** see a write once the write has returned; an `invalidate` that returned is never
