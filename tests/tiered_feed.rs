@@ -438,3 +438,39 @@ async fn the_feed_task_ends_with_its_cache() {
     wait_for("the task's end", || feed.is_finished()).await;
     wait_for("the feed closed", || source.open_feeds() == 0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flag_created_while_a_resync_reads_the_source_is_not_taken_for_deleted() {
+    let db = Db::new("feed-resync-created");
+    db.source.upsert(&def("old", 1)).unwrap();
+    let l2 = MemoryStore::new();
+    let reader = instance(Some(&l2), &Announcing::new(db.source.clone()));
+    let _backplane = reader.start_backplane().unwrap();
+    wait_for("the subscription", || {
+        reader.tiered_stats().backplane_subscribed
+    })
+    .await;
+    // The follower's resync reads the source, and is held there.
+    let gated = sources::Gated::new(db.source.clone()).holding_load_all();
+    let follower = instance(Some(&l2), &Announcing::new(gated.clone()));
+    let _feed = follower.start_change_feed().unwrap();
+    gated.load_started().await;
+    // Meanwhile a flag is created, and a read puts it into L2 and the reader's L1.
+    db.source.upsert(&def("new", 1)).unwrap();
+    assert!(reader.get(&FlagId::new("new")).await.is_some());
+    gated.open();
+    wait_for("the resync", || follower.tiered_stats().feed_resyncs == 1).await;
+    let new = FlagId::new("new");
+    assert!(
+        l2.get_many(std::slice::from_ref(&new))
+            .await
+            .unwrap()
+            .contains_key(&new),
+        "invalidated in L2 as if deleted"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        reader.l1().get_now("new").is_some(),
+        "dropped from the reader's L1 as if deleted"
+    );
+}

@@ -143,7 +143,8 @@ impl Inner {
     /// what the source no longer has. Flags cached nowhere are left for reads to load.
     async fn resync(self: &Arc<Self>) -> Result<usize> {
         let Some(l3) = &self.l3 else { return Ok(0) };
-        let (defs, invalid) = l3.load_all_checked(&self.counters).await?;
+        // The caches are read before the source: a flag created after the source was read,
+        // and cached meanwhile, would otherwise look deleted.
         let stored: HashMap<FlagId, u64> = match &self.l2 {
             Some(l2) => l2
                 .load_all()
@@ -153,6 +154,8 @@ impl Inner {
                 .collect(),
             None => HashMap::new(),
         };
+        let cached = self.l1.ids();
+        let (defs, invalid) = l3.load_all_checked(&self.counters).await?;
         // An invalid definition is the source's too: its flag is not deleted, and the cached
         // copies stand.
         let mut in_source = invalid;
@@ -179,7 +182,7 @@ impl Inner {
             .collect();
         let gone: Vec<FlagId> = stored
             .into_keys()
-            .chain(self.l1.ids())
+            .chain(cached)
             .filter(|id| !in_source.contains(id))
             .collect::<HashSet<_>>()
             .into_iter()
