@@ -84,21 +84,67 @@ async fn settle(
     }
 }
 
+/// A schema with the table installed and flag `a` at `version`, a private Redis, and one
+/// instance (backplane and feed running) holding `a`.
+struct Fixture {
+    pg: Pg,
+    _redis: RedisServer,
+    source: PostgresSource,
+    i: Instance,
+}
+
+impl Fixture {
+    async fn with_a(name: &str, version: u64) -> Option<Self> {
+        let pg = Pg::start(name).await?;
+        let redis = RedisServer::start()?;
+        let source = pg.source();
+        source.install().await.unwrap();
+        source.upsert(&def("a", version, true)).await.unwrap();
+        let i = instance(&redis, &source).await;
+        assert_eq!(
+            settle(&i.cache, "a", 0, |_| true).await,
+            Some((version, true))
+        );
+        Some(Self {
+            pg,
+            _redis: redis,
+            source,
+            i,
+        })
+    }
+}
+
+/// An admin disables `a` in plain SQL; the instance must serve it disabled within 4 s.
+async fn disable_a_and_see_it(pg: &Pg, i: &Instance, table: &str) {
+    pg.sql(&format!(
+        "UPDATE {table} SET definition = jsonb_set(definition, '{{enabled}}', 'false') WHERE id = 'a'"
+    ))
+    .await;
+    let got = settle(&i.cache, "a", 4, |g| g.is_some_and(|(_, on)| !on)).await;
+    let s = i.cache.tiered_stats();
+    assert_eq!(
+        got.map(|(_, on)| on),
+        Some(false),
+        "feed errors {}, resyncs {}, subscriptions {}",
+        s.feed_errors,
+        s.feed_resyncs,
+        s.feed_subscriptions
+    );
+}
+
 /// DELETE + INSERT of the same id (one transaction, as a "replace" or re-seed does): the new row
 /// starts at version 1, below what the caches hold, and the caches refuse it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaced_row_reaches_the_cache() {
-    let Some(pg) = Pg::start("advrepl").await else {
+    let Some(Fixture {
+        pg,
+        _redis,
+        source,
+        i,
+    }) = Fixture::with_a("advrepl", 5).await
+    else {
         return;
     };
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    let source = pg.source();
-    source.install().await.unwrap();
-    source.upsert(&def("a", 5, true)).await.unwrap();
-    let i = instance(&redis, &source).await;
-    assert_eq!(settle(&i.cache, "a", 0, |_| true).await, Some((5, true)));
     let table = source.table().to_owned();
     let json = String::from_utf8(def("a", 1, false).to_json()).unwrap();
     pg.sql(&format!(
@@ -118,17 +164,15 @@ async fn replaced_row_reaches_the_cache() {
 /// every flag's new definition is refused by the old, higher version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reseed_after_truncate_reaches_the_cache() {
-    let Some(pg) = Pg::start("advseed").await else {
+    let Some(Fixture {
+        pg,
+        _redis,
+        source,
+        i,
+    }) = Fixture::with_a("advseed", 3).await
+    else {
         return;
     };
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    let source = pg.source();
-    source.install().await.unwrap();
-    source.upsert(&def("a", 3, true)).await.unwrap();
-    let i = instance(&redis, &source).await;
-    assert_eq!(settle(&i.cache, "a", 0, |_| true).await, Some((3, true)));
     let table = source.table().to_owned();
     let json = String::from_utf8(def("a", 1, false).to_json()).unwrap();
     pg.sql(&format!(
@@ -144,17 +188,15 @@ async fn reseed_after_truncate_reaches_the_cache() {
 /// change); the next edit is raised only above the lowered one, and the caches refuse it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lowered_version_then_edit_reaches_the_cache() {
-    let Some(pg) = Pg::start("advlow").await else {
+    let Some(Fixture {
+        pg,
+        _redis,
+        source,
+        i,
+    }) = Fixture::with_a("advlow", 5).await
+    else {
         return;
     };
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    let source = pg.source();
-    source.install().await.unwrap();
-    source.upsert(&def("a", 5, true)).await.unwrap();
-    let i = instance(&redis, &source).await;
-    assert_eq!(settle(&i.cache, "a", 0, |_| true).await, Some((5, true)));
     let table = source.table().to_owned();
     pg.sql(&format!("UPDATE {table} SET version = 1 WHERE id = 'a'"))
         .await;
@@ -170,17 +212,15 @@ async fn lowered_version_then_edit_reaches_the_cache() {
 /// changes to every *other* flag must still reach the fleet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_bad_row_does_not_stop_the_feed_for_the_others() {
-    let Some(pg) = Pg::start("advbad").await else {
+    let Some(Fixture {
+        pg,
+        _redis,
+        source,
+        i,
+    }) = Fixture::with_a("advbad", 1).await
+    else {
         return;
     };
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    let source = pg.source();
-    source.install().await.unwrap();
-    source.upsert(&def("a", 1, true)).await.unwrap();
-    let i = instance(&redis, &source).await;
-    assert_eq!(settle(&i.cache, "a", 0, |_| true).await, Some((1, true)));
     let table = source.table().to_owned();
     // An id PostgreSQL's CHECK accepts but FlagId does not (a space); its document is fine.
     let json = String::from_utf8(def("x", 1, true).to_json()).unwrap();
@@ -193,73 +233,43 @@ async fn one_bad_row_does_not_stop_the_feed_for_the_others() {
         pg.terminate(pid).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    pg.sql(&format!(
-        "UPDATE {table} SET definition = jsonb_set(definition, '{{enabled}}', 'false') WHERE id = 'a'"
-    ))
-    .await;
-    let got = settle(&i.cache, "a", 4, |g| g.is_some_and(|(_, on)| !on)).await;
-    let s = i.cache.tiered_stats();
-    assert_eq!(
-        got.map(|(_, on)| on),
-        Some(false),
-        "feed errors {}, resyncs {}, subscriptions {}",
-        s.feed_errors,
-        s.feed_resyncs,
-        s.feed_subscriptions
-    );
+    disable_a_and_see_it(&pg, &i, &table).await;
 }
 
 /// Same, the bad row being a definition that does not decode, inserted while the feed runs
 /// (its own notification is the first change the feed cannot apply).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_corrupt_definition_does_not_stop_the_feed() {
-    let Some(pg) = Pg::start("advcorr").await else {
+    let Some(Fixture {
+        pg,
+        _redis,
+        source,
+        i,
+    }) = Fixture::with_a("advcorr", 1).await
+    else {
         return;
     };
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    let source = pg.source();
-    source.install().await.unwrap();
-    source.upsert(&def("a", 1, true)).await.unwrap();
-    let i = instance(&redis, &source).await;
-    assert_eq!(settle(&i.cache, "a", 0, |_| true).await, Some((1, true)));
     let table = source.table().to_owned();
     pg.sql(&format!(
         "INSERT INTO {table} (id, definition) VALUES ('bad', '{{\"name\": 5}}')"
     ))
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    pg.sql(&format!(
-        "UPDATE {table} SET definition = jsonb_set(definition, '{{enabled}}', 'false') WHERE id = 'a'"
-    ))
-    .await;
-    let got = settle(&i.cache, "a", 4, |g| g.is_some_and(|(_, on)| !on)).await;
-    let s = i.cache.tiered_stats();
-    assert_eq!(
-        got.map(|(_, on)| on),
-        Some(false),
-        "feed errors {}, resyncs {}, subscriptions {}",
-        s.feed_errors,
-        s.feed_resyncs,
-        s.feed_subscriptions
-    );
+    disable_a_and_see_it(&pg, &i, &table).await;
 }
 
 /// A renamed id: the old one goes, the new one arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renamed_id_leaves_and_the_new_one_arrives() {
-    let Some(pg) = Pg::start("advren").await else {
+    let Some(Fixture {
+        pg,
+        _redis,
+        source,
+        i,
+    }) = Fixture::with_a("advren", 2).await
+    else {
         return;
     };
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    let source = pg.source();
-    source.install().await.unwrap();
-    source.upsert(&def("a", 2, true)).await.unwrap();
-    let i = instance(&redis, &source).await;
-    assert_eq!(settle(&i.cache, "a", 0, |_| true).await, Some((2, true)));
     assert_eq!(settle(&i.cache, "b", 0, |_| true).await, None);
     let table = source.table().to_owned();
     pg.sql(&format!("UPDATE {table} SET id = 'b' WHERE id = 'a'"))
