@@ -184,7 +184,10 @@ async fn a_write_on_one_instance_reaches_the_others_l1() {
     db.source.upsert(&def("f", 2)).unwrap();
     let written = Instant::now();
     a.try_set(&f, def("f", 2), None).await.unwrap();
-    let delay = wait_for("B to drop its copy", || b.l1().get_now("f").is_none()).await;
+    let delay = wait_for("B to drop its copy", || {
+        b.l1().get_now("f").map(|f| f.definition.version) != Some(1)
+    })
+    .await;
     let since_write = written.elapsed();
     println!("write on A to B's L1: {since_write:?} ({delay:?} after set returned)");
     assert!(
@@ -203,9 +206,12 @@ async fn a_write_on_one_instance_reaches_the_others_l1() {
     assert_eq!(a.tiered_stats().notices_received, 0);
     assert_eq!(a.tiered_stats().notices_sent, 1);
 
+    // Cache-aside: the database changes, then A invalidates. B supersedes its copy and reloads
+    // it (through L2's tombstone to the source) within `notice_spread`.
+    db.source.upsert(&def("f", 3)).unwrap();
     a.try_invalidate(&f).await.unwrap();
-    wait_for("B to drop the invalidated flag", || {
-        b.l1().get_now("f").is_none()
+    wait_for("B to serve the version after the invalidate", || {
+        b.get_with("f", |d| d.version) == Some(3)
     })
     .await;
 
@@ -217,7 +223,7 @@ async fn a_write_on_one_instance_reaches_the_others_l1() {
     .await;
     assert_eq!(
         b.get(&f).await.unwrap().definition.version,
-        2,
+        3,
         "still serving"
     );
 }
