@@ -93,18 +93,10 @@ impl Inner {
         // Bounded like the backends: a file system that stopped answering (a hung network
         // mount) must not hold warm-up forever.
         let limit = self.policy.warm_up_budget;
-        let reading = tokio::task::spawn_blocking(move || file::read(&path, &prefix, max_age));
-        let read = match tokio::time::timeout(limit, reading).await {
-            Ok(Ok(read)) => read,
-            Ok(Err(e)) => Err(Error::new(
-                crate::ErrorKind::Backend,
-                format!("reading the snapshot: {e}"),
-            )),
-            Err(_) => Err(Error::new(
-                crate::ErrorKind::Timeout,
-                format!("reading the snapshot took over {limit:?}"),
-            )),
-        };
+        let read = off_thread("reading the snapshot", limit, move || {
+            file::read(&path, &prefix, max_age)
+        })
+        .await;
         let (loaded, invalid) = match read {
             Ok(read) => read,
             Err(e) => {
@@ -142,24 +134,17 @@ impl Inner {
         let defs = self.l1.last_known_all();
         let (path, prefix) = (snapshot.path.clone(), snapshot.prefix.clone());
         let n = defs.len();
-        let writing = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&FlagDefinition> = defs.iter().map(|d| &**d).collect();
-            file::write(&path, &prefix, &refs)
-        });
         // Bounded, as every whole-set call: a disk that stopped answering fails the write
         // (its thread ends on its own), and does not hold the next one forever.
-        let limit = self.policy.bulk_timeout;
-        let written = match tokio::time::timeout(limit, writing).await {
-            Ok(Ok(written)) => written,
-            Ok(Err(e)) => Err(Error::new(
-                crate::ErrorKind::Backend,
-                format!("writing the snapshot: {e}"),
-            )),
-            Err(_) => Err(Error::new(
-                crate::ErrorKind::Timeout,
-                format!("writing the snapshot took over {limit:?}"),
-            )),
-        };
+        let written = off_thread(
+            "writing the snapshot",
+            self.policy.bulk_timeout,
+            move || {
+                let refs: Vec<&FlagDefinition> = defs.iter().map(|d| &**d).collect();
+                file::write(&path, &prefix, &refs)
+            },
+        )
+        .await;
         match written {
             Ok(_) => {
                 self.snapshot_state
@@ -221,6 +206,27 @@ impl TieredCache {
             task: crate::task::BackgroundTask::new(handle),
             cache: Arc::downgrade(&self.inner),
         })
+    }
+}
+
+/// Runs the file I/O `work` on the blocking pool for at most `limit`; running out is a
+/// [`Timeout`](crate::ErrorKind::Timeout) (the thread finishes on its own), a panic a
+/// [`Backend`](crate::ErrorKind::Backend) error.
+async fn off_thread<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::time::timeout(limit, tokio::task::spawn_blocking(work)).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => Err(Error::new(
+            crate::ErrorKind::Backend,
+            format!("{what}: {e}"),
+        )),
+        Err(_) => Err(Error::new(
+            crate::ErrorKind::Timeout,
+            format!("{what} took over {limit:?}"),
+        )),
     }
 }
 
