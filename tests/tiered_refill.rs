@@ -12,18 +12,10 @@ mod sources;
 #[path = "support/wait.rs"]
 mod wait;
 
-use flagcache::{
-    BackplaneTask, FlagCache, FlagDefinition, FlagId, FlagSource, FlagStore, RedisCache,
-    TieredCache,
-};
+use flagcache::{BackplaneTask, FlagCache, FlagId, FlagSource, FlagStore, RedisCache, TieredCache};
 use redis_server::RedisServer;
-use sources::SqliteSource;
-use sources::{Db, def};
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use sources::{Db, Gated, def};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 
 const FLAGS: usize = 300;
 const INSTANCES: usize = 4;
@@ -36,10 +28,7 @@ struct Instance {
 async fn fleet(redis: &RedisServer, source: Option<&sources::SqliteSource>) -> Vec<Instance> {
     let mut fleet = Vec::new();
     for _ in 0..INSTANCES {
-        let l2 = RedisCache::builder(&redis.url())
-            .prefix("refill")
-            .build()
-            .unwrap();
+        let l2 = l2(redis);
         let builder = TieredCache::builder()
             .l2(l2)
             .l1_ttl(Duration::from_secs(600))
@@ -63,17 +52,21 @@ async fn fleet(redis: &RedisServer, source: Option<&sources::SqliteSource>) -> V
     fleet
 }
 
+/// The fleet's L2 on `redis`.
+fn l2(redis: &RedisServer) -> RedisCache {
+    RedisCache::builder(&redis.url())
+        .prefix("refill")
+        .build()
+        .unwrap()
+}
+
 fn ids() -> Vec<FlagId> {
     (0..FLAGS).map(|i| FlagId::new(format!("f{i}"))).collect()
 }
 
 /// Flags of `ids` stored in `redis` under the fleet's prefix.
 async fn stored(redis: &RedisServer) -> usize {
-    let l2 = RedisCache::builder(&redis.url())
-        .prefix("refill")
-        .build()
-        .unwrap();
-    FlagStore::get_many(&l2, &ids())
+    FlagStore::get_many(&l2(redis), &ids())
         .await
         .map_or(0, |found| found.len())
 }
@@ -178,12 +171,8 @@ async fn without_a_source_an_emptied_redis_is_refilled_from_l1() {
 
 /// An instance of the fleet without a source, its sentinel checked every `sentinel`.
 fn sourceless(redis: &RedisServer, sentinel: Duration) -> TieredCache {
-    let l2 = RedisCache::builder(&redis.url())
-        .prefix("refill")
-        .build()
-        .unwrap();
     TieredCache::builder()
-        .l2(l2)
+        .l2(l2(redis))
         .l1_ttl(Duration::from_secs(600))
         .l2_timeout(Duration::from_millis(300))
         .bulk_timeout(Duration::from_millis(800))
@@ -193,12 +182,8 @@ fn sourceless(redis: &RedisServer, sentinel: Duration) -> TieredCache {
 }
 
 async fn l2_version(redis: &RedisServer, id: &str) -> Option<u64> {
-    let l2 = RedisCache::builder(&redis.url())
-        .prefix("refill")
-        .build()
-        .unwrap();
     let id = FlagId::new(id);
-    let found = FlagStore::get_many(&l2, std::slice::from_ref(&id))
+    let found = FlagStore::get_many(&l2(redis), std::slice::from_ref(&id))
         .await
         .unwrap();
     found.get(&id).map(|f| f.definition.version)
@@ -272,48 +257,15 @@ async fn without_a_source_an_l2_that_cannot_be_refilled_is_not_used_to_revalidat
     assert_eq!(kept, 20, "L1 dropped what an empty L2 lacked");
 }
 
-/// A source whose `load_all` (only) is held after it queried, while `hold` is set.
-#[derive(Clone)]
-struct HoldAll {
-    inner: SqliteSource,
-    hold: Arc<AtomicBool>,
-    gate: Arc<Semaphore>,
-    started: Arc<Semaphore>,
-}
-
-impl FlagSource for HoldAll {
-    async fn load(&self, id: &FlagId) -> flagcache::Result<Option<FlagDefinition>> {
-        self.inner.load(id).await
-    }
-    async fn load_many(
-        &self,
-        ids: &[FlagId],
-    ) -> flagcache::Result<HashMap<FlagId, FlagDefinition>> {
-        self.inner.load_many(ids).await
-    }
-    async fn load_all(&self) -> flagcache::Result<Vec<FlagDefinition>> {
-        let all = self.inner.load_all().await;
-        if self.hold.load(Ordering::SeqCst) {
-            self.started.add_permits(1);
-            self.gate.acquire().await.unwrap().forget();
-        }
-        all
-    }
-}
-
-fn l2_of(redis: &RedisServer) -> RedisCache {
-    RedisCache::builder(&redis.url())
-        .prefix("refill-deleted")
+/// An instance whose deletions leave tombstones for 300 ms.
+fn short_tombstones(redis: &RedisServer, source: impl FlagSource) -> TieredCache {
+    TieredCache::builder()
+        .l2(l2(redis))
+        .source(source)
+        .tombstone_ttl(Duration::from_millis(300))
+        .bulk_timeout(Duration::from_secs(5))
         .build()
         .unwrap()
-}
-
-async fn l2_version_p3(redis: &RedisServer, id: &str) -> Option<u64> {
-    let id = FlagId::new(id);
-    let found = FlagStore::get_many(&l2_of(redis), std::slice::from_ref(&id))
-        .await
-        .unwrap();
-    found.get(&id).map(|f| f.definition.version)
 }
 
 /// A refill's `SET NX` fill is refused by a deletion's tombstone only while it lives: a
@@ -327,46 +279,27 @@ async fn a_refill_does_not_put_back_a_flag_deleted_while_it_read_the_source() {
     let db = Db::new("refill-deleted");
     db.source.upsert(&def("x", 1)).unwrap();
     db.source.upsert(&def("y", 1)).unwrap();
-    let source = HoldAll {
-        inner: db.source.clone(),
-        hold: Arc::new(AtomicBool::new(true)),
-        gate: Arc::new(Semaphore::new(0)),
-        started: Arc::new(Semaphore::new(0)),
-    };
-    let build = |src: HoldAll| {
-        TieredCache::builder()
-            .l2(l2_of(&redis))
-            .source(src)
-            .tombstone_ttl(Duration::from_millis(300))
-            .bulk_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap()
-    };
-    let a = build(source.clone());
-    // A fresh Redis has no sentinel: A's backplane maintenance refills L2 from load_all.
-    let _bp = a.start_backplane().unwrap();
-    source.started.acquire().await.unwrap().forget(); // load_all has read x v1 and is held
+    // A fresh Redis has no sentinel: A's backplane maintenance refills L2 from load_all, which
+    // reads x v1 and is held.
+    let gated = Gated::new(db.source.clone()).holding_load_all();
+    let a = short_tombstones(&redis, gated.clone());
+    let _backplane = a.start_backplane().unwrap();
+    gated.load_started().await;
     // Meanwhile x is deleted in the source and through another instance (what the feed
     // follower does: try_invalidate -> tombstone).
     db.source.delete("x").unwrap();
-    let b = build(HoldAll {
-        hold: Arc::new(AtomicBool::new(false)),
-        ..source.clone()
-    });
+    let b = short_tombstones(&redis, db.source.clone());
     b.try_invalidate(&FlagId::new("x")).await.unwrap();
-    assert_eq!(l2_version_p3(&redis, "x").await, None);
+    assert_eq!(l2_version(&redis, "x").await, None);
     // The refill is slow (a large set, a slow database): longer than tombstone_ttl.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    source.gate.add_permits(1);
+    gated.open();
     wait::wait_for("the refill", || a.tiered_stats().l2_refills == 1).await;
-    // A fresh instance reads x: the source deleted it; L2 gives it back.
-    let c = build(HoldAll {
-        hold: Arc::new(AtomicBool::new(false)),
-        ..source.clone()
-    });
+    // A fresh instance reads x: the source deleted it, and so must L2 have.
+    let c = short_tombstones(&redis, db.source.clone());
     let got = c.get(&FlagId::new("x")).await.map(|f| f.definition.version);
     assert_eq!(
-        l2_version_p3(&redis, "x").await,
+        l2_version(&redis, "x").await,
         None,
         "refill put a deleted flag back into L2"
     );
