@@ -40,15 +40,28 @@ struct Running {
     feed: ChangeFeedTask,
 }
 
+/// An instance on `l2` with its backplane subscribed (and no feed of its own).
+async fn subscribed<S: FlagSource + Clone>(
+    l2: &MemoryStore,
+    source: &Announcing<S>,
+) -> (TieredCache, BackplaneTask) {
+    let cache = instance(Some(l2), source);
+    let backplane = cache.start_backplane().unwrap();
+    wait_for("the subscription", || {
+        cache.tiered_stats().backplane_subscribed
+    })
+    .await;
+    (cache, backplane)
+}
+
 async fn start<S: FlagSource + Clone>(l2: Option<&MemoryStore>, source: &Announcing<S>) -> Running {
-    let cache = instance(l2, source);
-    let backplane = l2.map(|_| cache.start_backplane().unwrap());
-    if backplane.is_some() {
-        wait_for("the subscription", || {
-            cache.tiered_stats().backplane_subscribed
-        })
-        .await;
-    }
+    let (cache, backplane) = match l2 {
+        Some(l2) => {
+            let (cache, backplane) = subscribed(l2, source).await;
+            (cache, Some(backplane))
+        }
+        None => (instance(None, source), None),
+    };
     let feed = cache.start_change_feed().unwrap();
     Running {
         cache,
@@ -134,12 +147,7 @@ async fn a_new_feed_first_mends_what_changed_before_it() {
     }
     let source = Announcing::new(db.source.clone());
     let l2 = MemoryStore::new();
-    let reader = instance(Some(&l2), &source);
-    let _backplane = reader.start_backplane().unwrap();
-    wait_for("the subscription", || {
-        reader.tiered_stats().backplane_subscribed
-    })
-    .await;
+    let (reader, _backplane) = subscribed(&l2, &source).await;
     for id in ["kept", "edited", "deleted"] {
         reader.get(&FlagId::new(id)).await.unwrap();
     }
@@ -340,12 +348,7 @@ async fn a_resync_mends_other_instances_l1_when_l2_no_longer_holds_the_flag() {
     db.source.upsert(&def("f", 1)).unwrap();
     let source = Announcing::new(db.source.clone());
     let l2 = MemoryStore::new();
-    let reader = instance(Some(&l2), &source);
-    let _backplane = reader.start_backplane().unwrap();
-    wait_for("the subscription", || {
-        reader.tiered_stats().backplane_subscribed
-    })
-    .await;
+    let (reader, _backplane) = subscribed(&l2, &source).await;
     reader.get(&FlagId::new("f")).await.unwrap();
     // L2's copy goes (its TTL ran out, or Redis evicted it); the reader's L1 keeps v1; the
     // flag changes while no feed is followed.
@@ -444,12 +447,7 @@ async fn a_flag_created_while_a_resync_reads_the_source_is_not_taken_for_deleted
     let db = Db::new("feed-resync-created");
     db.source.upsert(&def("old", 1)).unwrap();
     let l2 = MemoryStore::new();
-    let reader = instance(Some(&l2), &Announcing::new(db.source.clone()));
-    let _backplane = reader.start_backplane().unwrap();
-    wait_for("the subscription", || {
-        reader.tiered_stats().backplane_subscribed
-    })
-    .await;
+    let (reader, _backplane) = subscribed(&l2, &Announcing::new(db.source.clone())).await;
     // The follower's resync reads the source, and is held there.
     let gated = sources::Gated::new(db.source.clone()).holding_load_all();
     let follower = instance(Some(&l2), &Announcing::new(gated.clone()));
