@@ -12,11 +12,8 @@ mod proxy;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
-use flagcache::{
-    BackplaneTask, ChangeFeedTask, FlagCache, FlagDefinition, FlagId, PostgresSource, RedisCache,
-    TieredCache,
-};
-use postgres::Pg;
+use flagcache::{FlagCache, FlagDefinition, FlagId, PostgresSource, TieredCache};
+use postgres::{Instance, Pg};
 use redis_server::RedisServer;
 use std::time::{Duration, Instant};
 
@@ -28,40 +25,15 @@ fn def(id: &str, version: u64, enabled: bool) -> FlagDefinition {
     d
 }
 
-struct Instance {
-    cache: TieredCache,
-    _backplane: BackplaneTask,
-    _feed: ChangeFeedTask,
-}
-
+/// The fleet's one instance, following the feed once its first resync is done.
 async fn instance(redis: &RedisServer, source: &PostgresSource) -> Instance {
-    let cache = TieredCache::builder()
-        .l2(RedisCache::builder(&redis.url())
-            .prefix("adversarial")
-            .build()
-            .unwrap())
-        .source(source.clone())
-        .l1_ttl(Duration::from_secs(600))
-        .feed_lease(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    let backplane = cache.start_backplane().unwrap();
-    let t = Instant::now();
-    while !cache.tiered_stats().backplane_subscribed {
-        assert!(t.elapsed() < Duration::from_secs(5));
+    let i = Instance::start(&redis.url(), source).await;
+    let started = Instant::now();
+    while i.cache.tiered_stats().feed_resyncs == 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "no resync");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let feed = cache.start_change_feed().unwrap();
-    let t = Instant::now();
-    while cache.tiered_stats().feed_resyncs == 0 {
-        assert!(t.elapsed() < Duration::from_secs(5), "no resync");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    Instance {
-        cache,
-        _backplane: backplane,
-        _feed: feed,
-    }
+    i
 }
 
 /// Polls `cache.get(id)` for up to `secs` until `want` holds; returns the last answer.

@@ -12,10 +12,9 @@ mod redis_server;
 mod wait;
 
 use flagcache::{
-    BackplaneTask, ChangeFeedTask, ErrorKind, FlagCache, FlagDefinition, FlagId, FlagSource,
-    PostgresSource, RedisCache, TieredCache,
+    ErrorKind, FlagCache, FlagDefinition, FlagId, FlagSource, PostgresSource, TieredCache,
 };
-use postgres::Pg;
+use postgres::{Instance, Pg};
 use redis_server::RedisServer;
 use std::time::Duration;
 use wait::wait_for;
@@ -140,37 +139,10 @@ async fn a_connection_that_is_killed_is_made_again() {
     assert_eq!(loaded.unwrap().version, 1);
 }
 
-/// An instance of the fleet: L2 and backplane on `redis`, L3 the table, the feed started.
-struct Instance {
-    cache: TieredCache,
-    _backplane: BackplaneTask,
-    _feed: ChangeFeedTask,
-}
-
 async fn fleet(redis: &RedisServer, source: &PostgresSource, n: usize) -> Vec<Instance> {
     let mut fleet = Vec::new();
     for _ in 0..n {
-        let cache = TieredCache::builder()
-            .l2(RedisCache::builder(&redis.url())
-                .prefix("pgfeed")
-                .build()
-                .unwrap())
-            .source(source.clone())
-            .l1_ttl(Duration::from_secs(600))
-            .feed_lease(Duration::from_secs(1))
-            .build()
-            .unwrap();
-        let backplane = cache.start_backplane().unwrap();
-        wait_for("the subscription", || {
-            cache.tiered_stats().backplane_subscribed
-        })
-        .await;
-        let feed = cache.start_change_feed().unwrap();
-        fleet.push(Instance {
-            cache,
-            _backplane: backplane,
-            _feed: feed,
-        });
+        fleet.push(Instance::start(&redis.url(), source).await);
     }
     wait_for("one follower", || {
         fleet

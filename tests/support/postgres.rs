@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each test file uses its own part
 #![allow(clippy::disallowed_types)] // outside the library: std's types are the right ones
 
-use flagcache::PostgresSource;
+use flagcache::{BackplaneTask, ChangeFeedTask, PostgresSource, RedisCache, TieredCache};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -112,6 +112,39 @@ impl Pg {
             .query("SELECT pg_terminate_backend($1)", &[&pid])
             .await
             .unwrap();
+    }
+}
+
+/// An instance of a fleet: L2 and backplane on the Redis at a URL, L3 a table, the change
+/// feed started (whether it follows is the fleet's choice).
+pub struct Instance {
+    pub cache: TieredCache,
+    _backplane: BackplaneTask,
+    _feed: ChangeFeedTask,
+}
+
+impl Instance {
+    /// Starts an instance over `redis_url` and `source`, once its backplane is subscribed.
+    pub async fn start(redis_url: &str, source: &PostgresSource) -> Self {
+        let cache = TieredCache::builder()
+            .l2(RedisCache::builder(redis_url).prefix("pg").build().unwrap())
+            .source(source.clone())
+            .l1_ttl(Duration::from_secs(600))
+            .feed_lease(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let backplane = cache.start_backplane().unwrap();
+        let started = std::time::Instant::now();
+        while !cache.tiered_stats().backplane_subscribed {
+            assert!(started.elapsed() < Duration::from_secs(5), "not subscribed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let feed = cache.start_change_feed().unwrap();
+        Self {
+            cache,
+            _backplane: backplane,
+            _feed: feed,
+        }
     }
 }
 
