@@ -16,8 +16,10 @@ fn json_def(json: serde_json::Value) -> FlagDefinition {
     FlagDefinition::from_json(json.to_string().as_bytes()).unwrap()
 }
 
-/// The scenarios' flags.
-async fn client() -> open_feature::Client {
+/// The scenarios' flags, behind a provider registered under `name`. Each test uses a name of
+/// its own: the SDK's registry is global, and while `set_named_provider` replaces a provider
+/// the name answers with the no-op provider, so a shared name failed other tests' evaluations.
+async fn client(name: &str) -> open_feature::Client {
     let l1 = Arc::new(LocalCache::builder().build().unwrap());
     let defs = [
         FlagDefinition::new_boolean("boolean-flag", "boolean-flag", true).unwrap(),
@@ -49,14 +51,14 @@ async fn client() -> open_feature::Client {
             .unwrap();
     }
     let mut api = OpenFeature::singleton_mut().await;
-    api.set_named_provider("spec", FlagcacheProvider::local(l1))
+    api.set_named_provider(name, FlagcacheProvider::local(l1))
         .await;
-    api.create_named_client("spec")
+    api.create_named_client(name)
 }
 
 #[tokio::test]
 async fn resolves_each_type() {
-    let c = client().await;
+    let c = client("resolves_each_type").await;
     assert!(c.get_bool_value("boolean-flag", None, None).await.unwrap());
     assert_eq!(
         c.get_string_value("string-flag", None, None).await.unwrap(),
@@ -81,7 +83,7 @@ async fn resolves_each_type() {
 
 #[tokio::test]
 async fn resolves_each_type_with_details() {
-    let c = client().await;
+    let c = client("resolves_each_type_with_details").await;
     let d = c
         .get_bool_details("boolean-flag", None, None)
         .await
@@ -111,7 +113,7 @@ async fn resolves_each_type_with_details() {
 
 #[tokio::test]
 async fn resolves_based_on_context() {
-    let c = client().await;
+    let c = client("resolves_based_on_context").await;
     let ctx = EvaluationContext::default()
         .with_targeting_key("")
         .with_custom_field("fn", "Sulisław")
@@ -137,7 +139,7 @@ async fn resolves_based_on_context() {
 
 #[tokio::test]
 async fn a_missing_flag_and_a_type_error_are_errors_with_their_codes() {
-    let c = client().await;
+    let c = client("a_missing_flag_and_a_type_error_are_errors_with_their_codes").await;
     let e = c
         .get_string_value("missing-flag", None, None)
         .await
