@@ -216,3 +216,39 @@ async fn instances_drop_each_others_stale_copies_and_ignore_their_own() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(a.l1().get_now("f").unwrap().definition.version, 2);
 }
+
+/// `notices_received` counts a notice once L1 has applied all of it: a reader that sees the
+/// count finds every id superseded, the last of hundreds too (B yields to the runtime every 64
+/// ids it applies, and its reader runs on the other worker meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_is_counted_once_every_id_in_it_is_applied() {
+    let db = Db::new("backplane-counted");
+    let ids: Vec<FlagId> = (0..500).map(|i| FlagId::new(format!("f{i:03}"))).collect();
+    for id in &ids {
+        db.source.upsert(&def(id.as_str(), 1)).unwrap();
+    }
+    let l2 = MemoryStore::new();
+    let (a, b) = (
+        instance(&l2, db.source.clone()),
+        instance(&l2, db.source.clone()),
+    );
+    let _task = b.start_backplane().unwrap();
+    wait_for("the subscription", || b.tiered_stats().backplane_subscribed).await;
+    assert_eq!(b.get_many_flags(&ids).await.len(), ids.len());
+    let last = ids.last().unwrap();
+    for id in &ids {
+        db.source.upsert(&def(id.as_str(), 2)).unwrap();
+    }
+    // One notice of 500 ids, the last one last.
+    a.invalidate_many(&ids).await;
+    let started = std::time::Instant::now();
+    while b.tiered_stats().notices_received == 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "no notice");
+        tokio::task::yield_now().await;
+    }
+    assert_ne!(
+        b.l1().get_now(last.as_str()).map(|f| f.definition.version),
+        Some(1),
+        "the notice was counted before its last id was applied"
+    );
+}

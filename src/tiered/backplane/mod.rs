@@ -110,7 +110,6 @@ impl Inner {
             return "own";
         }
         tracing::Span::current().record("ids", notice.ids.len());
-        add(&self.counters.notices_received, 1);
         match notice.action {
             Action::Clear => self.clear_l1(),
             Action::Invalidate | Action::Set => {
@@ -127,6 +126,8 @@ impl Inner {
                 }
             }
         }
+        // Counted once applied, as the statistic says: whoever sees the count sees its effect.
+        add(&self.counters.notices_received, 1);
         "applied"
     }
 
