@@ -1,4 +1,4 @@
-//! The cost of one read, counted rather than timed: run under `valgrind --tool=cachegrind
+//! The cost of one read (or write), counted rather than timed: run under `valgrind --tool=cachegrind
 //! --cache-sim=yes` and compare the instructions and first-level data-cache misses of two runs
 //! that differ in one thing. Deterministic, so it tells apart layouts that this machine's timing
 //! noise (±15 % between criterion runs) hides.
@@ -13,8 +13,10 @@
 //! ```
 //!
 //! Contenders: `floor` (a `papaya::HashMap<Arc<str>, _>` read with `pin().get`), `borrowed`
-//! (`LocalCache::get_with`), `owned` (`LocalCache::get_now`), `quick_cache`. Keys: `uniform`,
-//! `zipf` (Zipf 1.0), `hot` (one key).
+//! (`LocalCache::get_with`), `owned` (`LocalCache::get_now`), `quick_cache`; and their writes,
+//! as the 90/10 mix of `benches/compare.rs` does them (the key's definition stored again):
+//! `floor_write` (`pin().insert` of a copied key), `write` (`LocalCache::try_set_arc`),
+//! `quick_cache_write` (`insert`). Keys: `uniform`, `zipf` (Zipf 1.0), `hot` (one key).
 
 // The floor is the very type the crate's facade rule bans.
 #![allow(clippy::disallowed_types)]
@@ -46,7 +48,10 @@ fn sequence(keys: &str, reads: usize) -> Vec<usize> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, contender, keys, reads] = args.as_slice() else {
-        eprintln!("usage: read_cost <floor|borrowed|owned|quick_cache> <uniform|zipf|hot> <reads>");
+        eprintln!(
+            "usage: read_cost <floor|borrowed|owned|quick_cache|floor_write|write|quick_cache_write> \
+             <uniform|zipf|hot> <operations>"
+        );
         std::process::exit(2);
     };
     let reads: usize = reads.parse().expect("a number of reads");
@@ -61,17 +66,24 @@ fn main() {
     let seq = sequence(keys, reads);
     let mut sum = 0u64;
     match contender.as_str() {
-        "floor" => {
+        "floor" | "floor_write" => {
             let map = papaya::HashMap::with_hasher(foldhash::fast::RandomState::default());
             for (id, def) in ids.iter().zip(&defs) {
                 map.pin()
                     .insert(Arc::<str>::from(id.as_str()), Arc::clone(def));
             }
-            for &k in &seq {
-                sum += map.pin().get(&*names[k]).map_or(0, |d| d.version);
+            if contender == "floor" {
+                for &k in &seq {
+                    sum += map.pin().get(&*names[k]).map_or(0, |d| d.version);
+                }
+            } else {
+                for &k in &seq {
+                    map.pin()
+                        .insert(Arc::<str>::from(ids[k].as_str()), Arc::clone(&defs[k]));
+                }
             }
         }
-        "borrowed" | "owned" => {
+        "borrowed" | "owned" | "write" => {
             let cache = LocalCache::builder()
                 .max_size(2 * FLAGS)
                 .default_ttl(Duration::from_secs(3_600))
@@ -92,28 +104,44 @@ fn main() {
                 cache.start_cleanup_task(Duration::from_secs(1)).unwrap()
             };
             std::thread::sleep(Duration::from_millis(20));
-            if contender == "borrowed" {
-                for &k in &seq {
-                    sum += cache.get_with(&names[k], |d| d.version).unwrap_or(0);
+            match contender.as_str() {
+                "borrowed" => {
+                    for &k in &seq {
+                        sum += cache.get_with(&names[k], |d| d.version).unwrap_or(0);
+                    }
                 }
-            } else {
-                for &k in &seq {
-                    sum += cache.get_now(&names[k]).map_or(0, |f| f.definition.version);
+                "owned" => {
+                    for &k in &seq {
+                        sum += cache.get_now(&names[k]).map_or(0, |f| f.definition.version);
+                    }
+                }
+                _ => {
+                    for &k in &seq {
+                        cache
+                            .try_set_arc(&ids[k], Arc::clone(&defs[k]), None)
+                            .unwrap();
+                    }
                 }
             }
         }
-        "quick_cache" => {
+        "quick_cache" | "quick_cache_write" => {
             let cache = quick_cache::sync::Cache::new(2 * FLAGS);
             for (id, def) in ids.iter().zip(&defs) {
                 cache.insert(id.clone(), Arc::clone(def));
             }
-            for &k in &seq {
-                sum += cache
-                    .get(&*names[k])
-                    .map_or(0, |d: Arc<FlagDefinition>| d.version);
+            if contender == "quick_cache" {
+                for &k in &seq {
+                    sum += cache
+                        .get(&*names[k])
+                        .map_or(0, |d: Arc<FlagDefinition>| d.version);
+                }
+            } else {
+                for &k in &seq {
+                    cache.insert(ids[k].clone(), Arc::clone(&defs[k]));
+                }
             }
         }
-        other => panic!("unknown contender `{other}`: floor, borrowed, owned or quick_cache"),
+        other => panic!("unknown contender `{other}`: see the usage"),
     }
     black_box(sum);
 }

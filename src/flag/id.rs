@@ -44,6 +44,18 @@ impl FlagId {
     }
 }
 
+/// The bytes a flag id may hold: ASCII letters, digits, `.`, `_` and `-`.
+const ALLOWED: [bool; 256] = {
+    let mut allowed = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        allowed[b] = c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-');
+        b += 1;
+    }
+    allowed
+};
+
 /// Checks the flag id rules; the message names the problem.
 pub(super) fn check_id(id: &str) -> std::result::Result<(), String> {
     if id.is_empty() {
@@ -55,8 +67,15 @@ pub(super) fn check_id(id: &str) -> std::result::Result<(), String> {
             id.len()
         ));
     }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    match id.char_indices().find(|&(_, c)| !allowed(c)) {
+    // Every write and every decoded L2 value checks its id: a table lookup a byte, and the
+    // characters decoded only to name the one that is not allowed.
+    if id.bytes().all(|b| ALLOWED[usize::from(b)]) {
+        return Ok(());
+    }
+    match id
+        .char_indices()
+        .find(|&(_, c)| !(c.is_ascii() && ALLOWED[c as usize]))
+    {
         Some((at, c)) => Err(format!(
             "flag id `{}` contains {c:?} at byte {at}; allowed: ASCII letters, digits, '.', '_', '-'",
             id.escape_debug()

@@ -24,6 +24,21 @@ fn half_half() -> Rollout {
     ])
 }
 
+proptest! {
+    /// The byte table accepts exactly the documented characters: an id of allowed characters
+    /// around any one character is valid exactly when that character is allowed.
+    #[test]
+    fn an_id_is_valid_exactly_when_every_character_is_allowed(
+        (head, c, tail) in ("[a-zA-Z0-9._-]{0,20}", any::<char>(), "[a-zA-Z0-9._-]{0,20}"),
+    ) {
+        let id = format!("{head}{c}{tail}");
+        let documented = !id.is_empty()
+            && id.len() <= MAX_ID_LEN
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        prop_assert_eq!(FlagId::parse(&id).is_ok(), documented);
+    }
+}
+
 #[test]
 fn id_validation() {
     assert!(err_msg(FlagId::parse("")).contains("flag id is empty"));
