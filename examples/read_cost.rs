@@ -1,11 +1,11 @@
-//! The cost of one read (or write), counted rather than timed: run under `valgrind --tool=cachegrind
-//! --cache-sim=yes` and compare the instructions and first-level data-cache misses of two runs
-//! that differ in one thing. Deterministic, so it tells apart layouts that this machine's timing
-//! noise (±15 % between criterion runs) hides.
+//! The cost of one read (or write), counted rather than timed: run under `valgrind
+//! --tool=cachegrind --cache-sim=yes` and compare the instructions and first-level data-cache
+//! misses of two runs that differ in one thing. Deterministic, so it tells apart layouts that
+//! this machine's timing noise (±15 % between criterion runs) hides.
 //!
 //! 10 000 realistic flag names (`flag.service-{n}.feature_{i:05}`), looked up by separately
-//! allocated strings, as in `benches/compare.rs`. Subtract a run of 0 reads (the set-up) from a
-//! run of N reads and divide by N:
+//! allocated strings, as in `benches/compare.rs`. Subtract a run of 0 operations (the set-up)
+//! from a run of N and divide by N:
 //!
 //! ```sh
 //! cargo build --release --example read_cost
@@ -32,10 +32,10 @@ use std::time::Duration;
 
 const FLAGS: usize = 10_000;
 
-fn sequence(keys: &str, reads: usize) -> Vec<usize> {
+fn sequence(keys: &str, operations: usize) -> Vec<usize> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let zipf = Zipf::new(FLAGS, 1.0);
-    (0..reads)
+    (0..operations)
         .map(|_| match keys {
             "uniform" => (rng.next() % FLAGS as u64) as usize,
             "zipf" => zipf.sample(&mut rng),
@@ -47,14 +47,14 @@ fn sequence(keys: &str, reads: usize) -> Vec<usize> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, contender, keys, reads] = args.as_slice() else {
+    let [_, contender, keys, operations] = args.as_slice() else {
         eprintln!(
             "usage: read_cost <floor|borrowed|owned|quick_cache|floor_write|write|quick_cache_write> \
              <uniform|zipf|hot> <operations>"
         );
         std::process::exit(2);
     };
-    let reads: usize = reads.parse().expect("a number of reads");
+    let operations: usize = operations.parse().expect("a number of operations");
     let ids: Vec<FlagId> = (0..FLAGS)
         .map(|i| FlagId::new(format!("flag.service-{}.feature_{i:05}", i % 37)))
         .collect();
@@ -63,7 +63,7 @@ fn main() {
         .iter()
         .map(|id| Arc::new(FlagDefinition::new_boolean(id.as_str(), "read cost", false).unwrap()))
         .collect();
-    let seq = sequence(keys, reads);
+    let seq = sequence(keys, operations);
     let mut sum = 0u64;
     match contender.as_str() {
         "floor" | "floor_write" => {
