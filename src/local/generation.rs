@@ -136,6 +136,13 @@ impl State {
     pub(crate) fn visible_in(self, tag: u32) -> bool {
         self.0 & !(REFS_MASK | READ) == u64::from(tag) | PUBLISHED
     }
+
+    /// True when readers of generation `tag` may see the entry and a read has nothing to write
+    /// (its counter saturated, its read bit set): one comparison for a hot entry's hit.
+    #[inline]
+    pub(crate) fn is_hot_in(self, tag: u32) -> bool {
+        self.0 == u64::from(tag) | PUBLISHED | MAX_REFS | READ
+    }
 }
 
 /// What a new entry is stamped with: its times and its generation's tag.

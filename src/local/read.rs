@@ -47,6 +47,13 @@ impl LocalCache {
     ) -> Lookup<'g> {
         let found = buffer.map.get(id, guard).map(|e| (e, e.state()));
         match found {
+            Some((e, state)) if state.is_hot_in(a.tag()) && self.snapshots.still(a) => {
+                if e.expires_at <= now {
+                    Lookup::Expired(e.slot, a)
+                } else {
+                    Lookup::Hit(e)
+                }
+            }
             Some((e, state)) if state.visible_in(a.tag()) && self.snapshots.still(a) => {
                 if e.expires_at <= now {
                     Lookup::Expired(e.slot, a)
