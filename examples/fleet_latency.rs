@@ -10,16 +10,16 @@
 //! Run: `cargo run --release --example fleet_latency [rounds]` (default 200). Needs
 //! `redis-server` and `redis-cli` on the `PATH`.
 
-#![allow(clippy::disallowed_types)] // outside the library: std's atomics and locks
-
+#[path = "common/fleet_watch.rs"]
+mod fleet_watch;
 #[path = "../tests/support/redis_cluster.rs"]
 mod redis_cluster;
 
 use flagcache::{FlagCache, FlagDefinition, FlagId, RedisCache, TieredCache};
+use fleet_watch::Watch;
 use redis_cluster::RedisCluster;
 use redis_cluster::redis_server::RedisServer;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const INSTANCES: usize = 8;
@@ -70,49 +70,21 @@ fn measure(
                 }
             }
         });
-        let done = Arc::new(AtomicBool::new(false));
-        let started = Arc::new(Mutex::new(None::<Instant>));
-        let watcher = std::thread::spawn({
-            let (fleet, done, started) = (fleet.clone(), done.clone(), started.clone());
-            move || {
-                let mut dropped = [None::<Instant>; INSTANCES];
-                while dropped.iter().any(Option::is_none) && !done.load(Ordering::Relaxed) {
-                    for (i, c) in fleet.iter().enumerate() {
-                        if dropped[i].is_none() && c.l1().get_now("checkout.new-flow").is_none() {
-                            dropped[i] = Some(Instant::now());
-                        }
-                    }
-                    std::hint::spin_loop();
-                }
-                let start = started.lock().unwrap().expect("the write started");
-                dropped.map(|d| d.map(|d| d.duration_since(start)))
-            }
-        });
+        let watch = Watch::spawn(&fleet, |c| c.l1().get_now("checkout.new-flow").is_none());
         runtime.block_on(async {
-            *started.lock().unwrap() = Some(Instant::now());
+            watch.start();
             writer.try_set(&id, def(written), None).await.unwrap();
-            // Give up on a round after 2 s (a lost notice would show as a missing instance).
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while !watcher.is_finished() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+            watch.wait().await;
         });
-        done.store(true, Ordering::Relaxed);
-        let dropped = watcher.join().unwrap();
-        let micros = |d: Duration| d.as_micros() as u64;
-        match dropped.iter().copied().collect::<Option<Vec<_>>>() {
+        match watch.finish() {
             Some(all) => {
-                last.push(micros(*all.iter().max().unwrap()));
-                each.extend(all.into_iter().map(micros));
+                last.push(all.iter().copied().max().unwrap_or(0));
+                each.extend(all);
             }
             None => eprintln!("round {round}: an instance did not drop its copy within 2 s"),
         }
     }
     (last, each)
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn report(name: &str, (mut last, mut each): (Vec<u64>, Vec<u64>), rounds: usize) {
@@ -122,15 +94,7 @@ fn report(name: &str, (mut last, mut each): (Vec<u64>, Vec<u64>), rounds: usize)
         println!("{name}: no round completed");
         return;
     }
-    println!(
-        "{name:<14} every instance: p50 {:>6} us  p99 {:>6} us  max {:>6} us | each instance: p50 {:>6} us  p99 {:>6} us  ({} of {rounds} rounds)",
-        percentile(&last, 0.50),
-        percentile(&last, 0.99),
-        last[last.len() - 1],
-        percentile(&each, 0.50),
-        percentile(&each, 0.99),
-        last.len(),
-    );
+    println!("{name:<14} {}", fleet_watch::summary(&last, &each, rounds));
 }
 
 fn main() {

@@ -14,15 +14,15 @@
 //! 200). Needs `redis-server` on the `PATH` and PostgreSQL at `FLAGCACHE_POSTGRES_URL` (by
 //! default `host=127.0.0.1 port=5432 user=postgres dbname=test`).
 
-#![allow(clippy::disallowed_types)] // outside the library: std's atomics and locks
-
+#[path = "common/fleet_watch.rs"]
+mod fleet_watch;
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;
 
 use flagcache::{FlagCache, FlagDefinition, FlagId, PostgresSource, RedisCache, TieredCache};
+use fleet_watch::{Watch, percentile};
 use redis_server::RedisServer;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const INSTANCES: usize = 4;
@@ -31,10 +31,6 @@ const SCHEMA: &str = "flagcache_pg_propagation";
 
 fn version(cache: &TieredCache) -> Option<u64> {
     cache.l1().get_now(FLAG).map(|f| f.definition.version)
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -121,47 +117,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             held
         });
-        let done = Arc::new(AtomicBool::new(false));
-        let started = Arc::new(Mutex::new(None::<Instant>));
-        let watcher = std::thread::spawn({
-            let (fleet, done, started) = (fleet.clone(), done.clone(), started.clone());
-            move || {
-                let mut dropped = [None::<Instant>; INSTANCES];
-                while dropped.iter().any(Option::is_none) && !done.load(Ordering::Relaxed) {
-                    for (i, c) in fleet.iter().enumerate() {
-                        if dropped[i].is_none() && version(c) != Some(held) {
-                            dropped[i] = Some(Instant::now());
-                        }
-                    }
-                    std::hint::spin_loop();
-                }
-                let start = started.lock().unwrap().expect("the commit returned");
-                dropped.map(|d| d.map(|d| d.saturating_duration_since(start)))
-            }
-        });
+        let watch = Watch::spawn(&fleet, move |c| version(c) != Some(held));
         runtime.block_on(async {
             // Autocommit: the statement's own transaction commits before it returns. The clock
             // starts as it is sent: the notification may arrive before the reply does.
-            let sent = Instant::now();
-            *started.lock().unwrap() = Some(sent);
+            let sent = watch.start();
             admin.query_one(&update, &[&FLAG]).await?;
             commits.push(sent.elapsed().as_micros() as u64);
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while !watcher.is_finished() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+            watch.wait().await;
             Ok::<_, tokio_postgres::Error>(())
         })?;
-        done.store(true, Ordering::Relaxed);
-        let dropped = watcher.join().map_err(|_| "the watcher panicked")?;
-        let micros = |d: Duration| d.as_micros() as u64;
-        match dropped.iter().copied().collect::<Option<Vec<_>>>() {
+        match watch.finish() {
             Some(all) => {
-                let slowest = micros(*all.iter().max().unwrap_or(&Duration::ZERO));
+                let slowest = all.iter().copied().max().unwrap_or(0);
                 last.push(slowest);
                 let commit = commits.last().copied().unwrap_or(0);
                 after_commit.push(slowest.saturating_sub(commit));
-                each.extend(all.into_iter().map(micros));
+                each.extend(all);
             }
             None => eprintln!("round {round}: an instance kept v{held} for 2 s"),
         }
@@ -178,15 +150,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{INSTANCES} instances, {rounds} UPDATEs in plain SQL; from the UPDATE (autocommit) sent to the old version gone from L1:"
     );
-    println!(
-        "every instance: p50 {:>6} us  p99 {:>6} us  max {:>6} us | each instance: p50 {:>6} us  p99 {:>6} us  ({} of {rounds} rounds)",
-        percentile(&last, 0.50),
-        percentile(&last, 0.99),
-        last[last.len() - 1],
-        percentile(&each, 0.50),
-        percentile(&each, 0.99),
-        last.len(),
-    );
+    println!("{}", fleet_watch::summary(&last, &each, rounds));
     println!(
         "the UPDATE's own round trip (its commit included): p50 {:>6} us  p99 {:>6} us",
         percentile(&commits, 0.50),
