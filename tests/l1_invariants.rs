@@ -549,9 +549,10 @@ async fn dropping_the_cache_frees_entries_and_stops_its_task() {
 
 #[test]
 fn a_replaced_snapshot_is_freed_without_waiting_for_the_cache_to_drop() {
-    // The old set's entries are removed at the swap and handed to papaya's collector, which
-    // frees them in batches of up to 32 per thread once no reader can see them. So all but a
-    // batch's worth must be gone right after the swap, long before the cache is dropped.
+    // The old set's entries are removed at the swap and handed to papaya's collector at once
+    // (not when the thread's batch of replaced entries fills), which frees them once no
+    // reader can see them. So all must be gone right after the swap, long before the cache
+    // is dropped (a margin is left for the writes' own replaced entries).
     let cache = cache(2_000);
     let defs: Vec<Arc<FlagDefinition>> = (0..1_000)
         .map(|i| Arc::new(flag(&format!("f{i}"), 1)))

@@ -429,5 +429,6 @@ impl Generation {
         for (key, slot) in owned {
             self.remove_slot(key.as_str(), slot);
         }
+        self.map.release_removed();
     }
 }
