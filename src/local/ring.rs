@@ -222,7 +222,17 @@ impl ClockRing {
     /// Makes a pending slot `LIVE`: its entry is in the map. A no-op if the slot has moved on
     /// (published by a replacing write, or freed by an invalidate).
     pub(crate) fn publish(&self, id: SlotId) {
-        self.transition(id, PENDING, LIVE);
+        // Every write that replaces an entry publishes its slot, which is almost always `LIVE`
+        // already: a load spares it the compare-and-swap (a locked instruction that takes the
+        // line from other cores). Seeing anything but `PENDING` under the id's epoch is final (a
+        // slot never returns to an epoch's `PENDING`), so the swap would have failed.
+        let pending = pack(PENDING, id.epoch());
+        if self
+            .slot(id.index())
+            .is_some_and(|slot| slot.state.load(Ordering::Relaxed) == pending)
+        {
+            self.transition(id, PENDING, LIVE);
+        }
     }
 
     /// Returns a pending slot whose entry never made it into the map (or was withdrawn).

@@ -112,7 +112,7 @@ impl LocalCache {
         });
         match written.unwrap_or(WriteResult::Dropped) {
             WriteResult::Stored | WriteResult::Dropped => {
-                self.stats.add(Counter::Inserts, 1);
+                self.stats.inserted(1);
                 Ok(())
             }
             WriteResult::Stale(cached) => {
@@ -238,7 +238,7 @@ impl LocalCache {
                 stored += u64::from(written == WriteResult::Stored);
             }
         });
-        self.stats.add(Counter::Inserts, stored);
+        self.stats.inserted(stored);
         Ok(())
     }
 
@@ -292,7 +292,7 @@ impl LocalCache {
         };
         match written {
             WriteResult::Stored | WriteResult::Dropped => {
-                self.stats.add(Counter::Inserts, 1);
+                self.stats.inserted(1);
                 FillOutcome::Installed
             }
             WriteResult::Stale(v) => FillOutcome::Superseded(v),
