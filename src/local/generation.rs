@@ -241,15 +241,16 @@ impl Generation {
     pub(crate) fn write(
         &self,
         key: &FlagId,
-        def: Arc<FlagDefinition>,
+        def: &Arc<FlagDefinition>,
         stamp: Stamp,
         writer: Writer<'_>,
         stats: &Stats,
     ) -> WriteResult {
         let version = def.version;
         for _ in 0..WRITE_ATTEMPTS {
-            // Replace in place: the entry keeps its slot, and its counters carry over.
-            let mut kept = None;
+            // Replace in place: the entry keeps its slot, and its counters carry over. The ring
+            // is not touched: the slot's claimer publishes it (see `withdraw` for the one
+            // claimer that gives up).
             let replaced = self.map.compute(key.clone(), |current| match current {
                 None => MapOp::Abort(Present::Absent),
                 // An entry of another generation (a delayed writer's) is garbage: overwrite it.
@@ -258,23 +259,15 @@ impl Generation {
                 }
                 Some(_) if !writer.may_install() => MapOp::Abort(Present::Overtaken),
                 Some(e) => {
-                    kept = Some(e.slot);
                     let carried = e.carried();
-                    MapOp::Insert(stamp.entry(Arc::clone(&def), e.slot, true, carried))
+                    MapOp::Insert(stamp.entry(Arc::clone(def), e.slot, true, carried))
                 }
             });
             match replaced {
                 MapOutcome::Aborted(Present::Absent) => {}
                 MapOutcome::Aborted(Present::Stale(v)) => return WriteResult::Stale(v),
                 MapOutcome::Aborted(Present::Overtaken) => return WriteResult::Overtaken,
-                MapOutcome::Inserted | MapOutcome::Updated => {
-                    // If we replaced an entry whose insert is still in flight, its slot is
-                    // ours to publish now.
-                    if let Some(slot) = kept {
-                        self.ring.publish(slot);
-                    }
-                    return WriteResult::Stored;
-                }
+                MapOutcome::Inserted | MapOutcome::Updated => return WriteResult::Stored,
             }
 
             // A new key: claim a slot first (evicting if need be), so the bound holds.
@@ -306,7 +299,7 @@ impl Generation {
             // A fill's entry starts unpublished, until it is validated below.
             let is_fill = matches!(writer, Writer::Fill(..));
             let inserted = self.map.compute(key.clone(), |current| match current {
-                None => MapOp::Insert(stamp.entry(Arc::clone(&def), slot, !is_fill, (0, 0))),
+                None => MapOp::Insert(stamp.entry(Arc::clone(def), slot, !is_fill, (0, 0))),
                 Some(_) => MapOp::Abort(()),
             });
             if !matches!(inserted, MapOutcome::Inserted) {
@@ -318,10 +311,10 @@ impl Generation {
                 // Pairs with the fence in `WriteFences::advance`: see `fences.rs`.
                 fence(Ordering::SeqCst);
                 if !fences.unchanged_since(ticket) {
-                    return self.withdraw(key, slot, &def);
+                    return self.withdraw(key, slot, def);
                 }
                 self.map.read(key.as_str(), |e| {
-                    if e.slot == slot && Arc::ptr_eq(&e.def, &def) {
+                    if e.slot == slot && Arc::ptr_eq(&e.def, def) {
                         e.publish();
                     }
                 });
@@ -342,14 +335,17 @@ impl Generation {
                 |_| (),
             )
             .is_some();
-        // If the entry is gone but the key's entry still owns our slot, a write replaced it
-        // (and published the slot); otherwise the slot is ours to give back.
+        // If the entry is gone but the key's entry still owns our slot, a write replaced it: the
+        // slot now holds that write's entry, and we publish it as its claimer (replacing writes
+        // leave the ring alone). Otherwise the slot is ours to give back.
         let replaced = !withdrawn
             && self
                 .map
                 .read(key.as_str(), |e| e.slot == slot)
                 .unwrap_or(false);
-        if !replaced {
+        if replaced {
+            self.ring.publish(slot);
+        } else {
             self.ring.release(slot);
         }
         WriteResult::Overtaken

@@ -12,7 +12,9 @@
 //!   decremented and the slot spared; a zero counter (or no entry: an orphan) is evicted;
 //! - `invalidate` and expiry remove the entry, then *free* the slot (`LIVE` or `PENDING` of the
 //!   same epoch `-> FREE`);
-//! - a write that replaces an entry whose slot is still `PENDING` publishes the slot itself.
+//! - a write that replaces an entry keeps its slot and leaves the ring alone: the claimer
+//!   publishes the slot even if its entry was replaced meanwhile, and a fill that withdraws its
+//!   entry publishes the slot if a write's entry holds it by then (it frees it otherwise).
 //!
 //! Every transition out of `PENDING` or `LIVE` is a compare-and-swap on the epoch, and only the
 //! holder of `EVICTING` (won by a CAS) moves a slot to a new epoch, after the old entry has left
@@ -220,19 +222,9 @@ impl ClockRing {
     }
 
     /// Makes a pending slot `LIVE`: its entry is in the map. A no-op if the slot has moved on
-    /// (published by a replacing write, or freed by an invalidate).
+    /// (freed by an invalidate meanwhile).
     pub(crate) fn publish(&self, id: SlotId) {
-        // Every write that replaces an entry publishes its slot, which is almost always `LIVE`
-        // already: a load spares it the compare-and-swap (a locked instruction that takes the
-        // line from other cores). Seeing anything but `PENDING` under the id's epoch is final (a
-        // slot never returns to an epoch's `PENDING`), so the swap would have failed.
-        let pending = pack(PENDING, id.epoch());
-        if self
-            .slot(id.index())
-            .is_some_and(|slot| slot.state.load(Ordering::Relaxed) == pending)
-        {
-            self.transition(id, PENDING, LIVE);
-        }
+        self.transition(id, PENDING, LIVE);
     }
 
     /// Returns a pending slot whose entry never made it into the map (or was withdrawn).

@@ -108,7 +108,7 @@ impl LocalCache {
                 tag: a.tag(),
                 ..stamp
             };
-            buffer.write(id, Arc::clone(&def), stamp, Writer::Set, &self.stats)
+            buffer.write(id, &def, stamp, Writer::Set, &self.stats)
         });
         match written.unwrap_or(WriteResult::Dropped) {
             WriteResult::Stored | WriteResult::Dropped => {
@@ -176,8 +176,8 @@ impl LocalCache {
                 expires_at,
                 tag: a.tag(),
             };
-            let def = Arc::clone(&current.definition);
-            buffer.write(&def.id, Arc::clone(&def), stamp, Writer::Set, &self.stats)
+            let def = &current.definition;
+            buffer.write(&def.id, def, stamp, Writer::Set, &self.stats)
         });
         // A newer version written in between is fresh: nothing to serve stale, nor to reload.
         matches!(written, Some(WriteResult::Stored))
@@ -233,8 +233,7 @@ impl LocalCache {
             };
             for def in latest {
                 // An empty buffer with room for every flag: nothing is evicted.
-                let id = def.id.clone();
-                let written = buffer.write(&id, def, stamp, Writer::Set, &self.stats);
+                let written = buffer.write(&def.id, &def, stamp, Writer::Set, &self.stats);
                 stored += u64::from(written == WriteResult::Stored);
             }
         });
@@ -278,9 +277,8 @@ impl LocalCache {
         let buffer = self.snapshots.buffer(a);
         let written = match self.stamp(ttl, a) {
             Ok(stamp) if a.number() == ticket.generation => {
-                let id = def.id.clone();
                 let writer = Writer::Fill(ticket, &self.fences);
-                let r = buffer.write(&id, def, stamp, writer, &self.stats);
+                let r = buffer.write(&def.id, &def, stamp, writer, &self.stats);
                 // Installed into a buffer a swap has since retired: it will never be served.
                 if self.snapshots.still(a) {
                     r
