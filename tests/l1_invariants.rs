@@ -579,6 +579,24 @@ fn a_replaced_snapshot_is_freed_without_waiting_for_the_cache_to_drop() {
     );
 }
 
+#[test]
+fn replaced_definitions_are_freed_within_a_batch_of_writes() {
+    // A write hands the entry it replaces to papaya's collector, which frees a thread's
+    // replaced entries a batch at a time (1 024): of 5 000 replacements from one thread, at most
+    // a batch's worth (and the live one) may still hold their definitions, never all of them.
+    let cache = cache(16);
+    let defs: Vec<Arc<FlagDefinition>> = (1..=5_000).map(|v| Arc::new(flag("f", v))).collect();
+    for def in &defs {
+        cache.try_set_arc(&def.id, Arc::clone(def), None).unwrap();
+    }
+    let held = defs.iter().filter(|d| Arc::strong_count(d) > 1).count();
+    assert!(
+        held <= 1_024 + 1,
+        "{held} of 5000 replaced definitions are still held"
+    );
+    assert!(Arc::strong_count(&defs[4_999]) > 1, "the live one is cached");
+}
+
 // Configuration and input errors.
 
 #[test]
