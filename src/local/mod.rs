@@ -50,6 +50,14 @@ use std::time::Duration;
 ///   [`get_many_now`](Self::get_many_now), sees the old set or the new one. A write racing
 ///   with it lands before it (and is replaced) or after it.
 ///
+/// # Memory
+/// An entry that a write replaces, or that an invalidate, expiry or eviction removes, goes to
+/// the map's collector, which frees a thread's such entries a batch of 1 024 at a time once no
+/// reader holds them: each writing thread may keep up to that many old entries, and the
+/// definitions only they hold, alive.
+/// [`replace_all`](Self::replace_all) and [`clear`](Self::clear_now) hand the old set over at
+/// once.
+///
 /// # Hit counts
 /// `CachedFlag::hit_count` counts the owned reads (`get_now`, `get`, `get_many`) of an entry:
 /// exactly from one thread; under concurrent owned reads of the same entry increments can be
