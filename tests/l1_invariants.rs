@@ -594,7 +594,10 @@ fn replaced_definitions_are_freed_within_a_batch_of_writes() {
         held <= 1_024 + 1,
         "{held} of 5000 replaced definitions are still held"
     );
-    assert!(Arc::strong_count(&defs[4_999]) > 1, "the live one is cached");
+    assert!(
+        Arc::strong_count(&defs[4_999]) > 1,
+        "the live one is cached"
+    );
 }
 
 // Configuration and input errors.
