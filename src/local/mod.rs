@@ -52,7 +52,7 @@ use std::time::Duration;
 ///
 /// # Memory
 /// An entry that a write replaces, or that an invalidate, expiry or eviction removes, goes to
-/// the map's collector, which frees a thread's such entries a batch of 1 024 at a time once no
+/// the map's collector, which frees the entries a thread removed in batches of 1 024, once no
 /// reader holds them: each writing thread may keep up to that many old entries, and the
 /// definitions only they hold, alive.
 /// [`replace_all`](Self::replace_all) and [`clear`](Self::clear_now) hand the old set over at

@@ -6,9 +6,9 @@
 //! `fetch_add` per hit costs 3-4x at two threads on a 2-core machine; even an uncontended one
 //! costs about as much as the rest of a hit.) Threads beyond the owned stripes share one more
 //! stripe with `fetch_add`. Inserts are counted on the stripes too: with one shared counter, a
-//! 10 % write mix on two threads spent a tenth of its write time waiting for that line. The rare counters
-//! (evictions, expirations) share one unpadded block. Sums are exact at quiescence: a stripe has
-//! one writer at a time, or only atomic adds.
+//! 10 % write mix on two threads spent a tenth of its write time waiting for that line. The
+//! rare counters (evictions, expirations) share one unpadded block. Sums are exact at
+//! quiescence: a stripe has one writer at a time, or only atomic adds.
 
 use crate::cache::CacheStats;
 use crate::sync::{AtomicU64, CachePadded, OWNED_STRIPES, Ordering, owned_stripe};
