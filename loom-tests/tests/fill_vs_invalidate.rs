@@ -72,3 +72,23 @@ fn older_fill_never_replaces_a_newer_set() {
         assert_bound(&c);
     });
 }
+
+/// A fill and a `set` carrying the very same definition (a tiered cache over an in-memory L2
+/// hands a fill the `Arc` a set stored): when the set overtakes the fill and replaces its
+/// unpublished entry, the fill's withdrawal must take back its own entry only, not the set's.
+#[test]
+fn a_withdrawn_fill_never_removes_a_set_of_the_same_definition() {
+    model(|| {
+        let c = Arc::new(cache(2));
+        let def = std::sync::Arc::new(flag("x", 2));
+        let ticket = c.begin_fill("x");
+        let c2 = Arc::clone(&c);
+        let shared = std::sync::Arc::clone(&def);
+        let filler = thread::spawn(move || c2.complete_fill(&ticket, shared, None));
+        c.try_set_arc(&flagcache::FlagId::new("x"), def, None)
+            .unwrap();
+        filler.join().unwrap();
+        assert_eq!(c.get_now("x").map(|f| f.definition.version), Some(2));
+        assert_bound(&c);
+    });
+}

@@ -66,6 +66,12 @@ impl Entry {
         self.state.fetch_or(PUBLISHED, Ordering::Release);
     }
 
+    /// False only for the entry a fill inserted and has not validated yet; every other write
+    /// stores a published entry.
+    fn is_published(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & PUBLISHED != 0
+    }
+
     /// Counts a reference for CLOCK, given the state the reader loaded; no write once the
     /// counter is saturated.
     #[inline]
@@ -327,11 +333,14 @@ impl Generation {
 
     /// Takes back the unpublished entry of an overtaken fill, and its slot.
     fn withdraw(&self, key: &FlagId, slot: SlotId, def: &Arc<FlagDefinition>) -> WriteResult {
+        // Our entry is the unpublished one in our slot: a write that replaced it may have
+        // stored the very same definition (an in-memory L2 hands fills the `Arc` a set wrote),
+        // but its entry is published.
         let withdrawn = self
             .map
             .remove_if(
                 key.as_str(),
-                |e| e.slot == slot && Arc::ptr_eq(&e.def, def),
+                |e| e.slot == slot && Arc::ptr_eq(&e.def, def) && !e.is_published(),
                 |_| (),
             )
             .is_some();
@@ -422,6 +431,9 @@ impl Generation {
         let mut owned = Vec::with_capacity(self.map.len());
         self.map
             .for_each(|key, e| owned.push((key.clone(), e.slot)));
+        if owned.is_empty() {
+            return;
+        }
         for (key, slot) in owned {
             self.remove_slot(key.as_str(), slot);
         }
