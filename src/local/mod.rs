@@ -53,10 +53,11 @@ use std::time::Duration;
 /// # Memory
 /// An entry that a write replaces, or that an invalidate, expiry or eviction removes, goes to
 /// the map's collector, which frees the entries a thread removed in batches of 1 024, once no
-/// reader holds them: each writing thread may keep up to that many old entries, and the
-/// definitions only they hold, alive.
-/// [`replace_all`](Self::replace_all) and [`clear`](Self::clear_now) hand the old set over at
-/// once.
+/// reader holds them: each thread that writes may keep up to 1 023 old entries, and the
+/// definitions only they hold, alive until its batch fills (per buffer of the two a swap
+/// alternates between; a thread that exits leaves its batch to the next thread that takes its
+/// collector slot, or to the cache's drop). [`replace_all`](Self::replace_all) and
+/// [`clear`](Self::clear_now) hand over at once the old set they remove themselves.
 ///
 /// # Hit counts
 /// `CachedFlag::hit_count` counts the owned reads (`get_now`, `get`, `get_many`) of an entry:
