@@ -134,6 +134,11 @@ pub mod __internals {
         cache.expire_now(id)
     }
 
+    /// The first broken ring invariant at quiescence, if any (see `LocalCache::ring_fault`).
+    pub fn ring_fault(cache: &LocalCache) -> Option<String> {
+        cache.ring_fault()
+    }
+
     /// The entries in the map, published or not.
     pub fn map_len(cache: &LocalCache) -> usize {
         cache.map_len()

@@ -50,8 +50,11 @@ pub fn set(cache: &LocalCache, id: &str, version: u64) {
     let _ = cache.try_set(&FlagId::new(id), flag(id, version), None);
 }
 
-/// The bound, checked the slow way: map entries <= published slots <= capacity.
+/// The bound, checked the slow way: map entries <= published slots <= capacity; and the ring
+/// settled: no slot left pending, the free count exact, each entry in a live slot of its own.
 pub fn assert_bound(cache: &LocalCache) {
+    let fault = flagcache::__internals::ring_fault(cache);
+    assert!(fault.is_none(), "ring: {}", fault.unwrap_or_default());
     let live = flagcache::__internals::live_slots(cache);
     let entries = flagcache::__internals::map_len(cache);
     assert!(

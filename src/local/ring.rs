@@ -54,7 +54,7 @@ fn epoch(s: u64) -> u64 {
 }
 
 /// The slot an entry owns: its index and the epoch it was claimed in, packed in one word.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct SlotId(u64);
 
 impl SlotId {
@@ -285,6 +285,38 @@ impl ClockRing {
                 f(SlotId::new(index, epoch(s)), key);
             }
         }
+    }
+
+    /// What is wrong with the ring at quiescence, if anything (tests and model checks): a slot
+    /// left `PENDING` or `EVICTING`, or a free count that disagrees with the `FREE` slots.
+    #[cfg(any(test, fuzzing, flagcache_loom))]
+    pub(crate) fn unsettled(&self) -> Option<String> {
+        let counted = self.free.load(Ordering::Acquire);
+        let (free, held) = self.slots.get().map_or((self.capacity, 0), |slots| {
+            slots.iter().fold((0, 0), |(free, held), s| {
+                match phase(s.state.load(Ordering::Acquire)) {
+                    FREE => (free + 1, held),
+                    LIVE => (free, held),
+                    _ => (free, held + 1),
+                }
+            })
+        });
+        if held > 0 {
+            Some(format!("{held} slots left PENDING or EVICTING"))
+        } else if free != counted {
+            Some(format!("{free} FREE slots, counted {counted}"))
+        } else {
+            None
+        }
+    }
+
+    /// True when slot `id` is `LIVE` under its epoch and names `key` (tests and model checks).
+    #[cfg(any(test, fuzzing, flagcache_loom))]
+    pub(crate) fn is_live_for(&self, id: SlotId, key: &FlagId) -> bool {
+        self.slot(id.index()).is_some_and(|slot| {
+            slot.state.load(Ordering::Acquire) == pack(LIVE, id.epoch())
+                && lock(&slot.key).as_ref() == Some(key)
+        })
     }
 
     /// The number of `LIVE` slots (for tests and model checks; O(capacity)).

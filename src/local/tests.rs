@@ -58,6 +58,7 @@ fn check_internals(cache: &LocalCache) {
         "{entries} entries but {live} published slots"
     );
     assert!(live <= cache.capacity());
+    assert_eq!(cache.ring_fault(), None);
 }
 
 fn run(ops: Vec<Op>, capacity: usize) {
