@@ -179,7 +179,8 @@ mod map {
     /// process: with seize's default of 32, a 90/10 read/write mix on two threads spent a third
     /// of its time in those interrupts (on a VM, where each one exits to the hypervisor). At
     /// 1024 that cost is a thirty-second of what it was. The price: each writing thread keeps
-    /// up to 1024 replaced entries, and the definitions they held, until its batch is full.
+    /// up to 1023 replaced entries per map, and the definitions only they hold, until its
+    /// batch fills.
     #[cfg(not(flagcache_loom))]
     const RETIRE_BATCH: usize = 1024;
 
