@@ -54,7 +54,7 @@ fn epoch(s: u64) -> u64 {
 }
 
 /// The slot an entry owns: its index and the epoch it was claimed in, packed in one word.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SlotId(u64);
 
 impl SlotId {
