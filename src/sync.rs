@@ -283,6 +283,16 @@ mod map {
             use papaya::Guard as _;
             self.inner.guard().flush();
         }
+
+        /// Makes room for `additional` entries beyond those in the map: a table twice the size
+        /// if the current one would be over three quarters full, copied now on this thread.
+        /// The outgrown table is retired by this thread, and released at once.
+        pub(crate) fn reserve(&self, additional: usize) {
+            let guard = self.inner.guard();
+            self.inner.reserve(additional, &guard);
+            drop(guard);
+            self.release_removed();
+        }
     }
 
     /// A `BTreeMap` rather than a `HashMap`: loom needs every execution of a model to be
@@ -386,5 +396,8 @@ mod map {
 
         /// Removed entries are freed at once here.
         pub(crate) fn release_removed(&self) {}
+
+        /// The model map has no table to grow.
+        pub(crate) fn reserve(&self, _additional: usize) {}
     }
 }

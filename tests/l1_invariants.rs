@@ -84,6 +84,61 @@ fn bound_holds_under_concurrent_inserts() {
     assert_eq!(stats.inserts, 20_000);
 }
 
+/// The map grows its table from the writing threads (beyond the table presized for 65 536
+/// entries, at 114 688): writers racing over that point, with a reader beside them, lose no
+/// entry and evict nothing.
+#[test]
+fn a_set_written_by_two_threads_survives_the_table_growing_under_it() {
+    const PER_THREAD: usize = 70_000;
+    let cache = LocalCache::builder()
+        .max_size(2 * PER_THREAD)
+        .default_ttl(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let id = |t: usize, i: usize| format!("flag.service-{t}.feature_{i:05}");
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let writers: Vec<_> = (0..2)
+            .map(|t| {
+                let cache = &cache;
+                s.spawn(move || {
+                    for i in 0..PER_THREAD {
+                        let id = id(t, i);
+                        cache
+                            .try_set(&FlagId::new(&id), flag(&id, 1), None)
+                            .unwrap();
+                        assert_eq!(cache.get_with(&id, |d| d.version), Some(1), "{id}");
+                    }
+                })
+            })
+            .collect();
+        s.spawn(|| {
+            let mut i = 0;
+            while !done.load(Ordering::Relaxed) {
+                // Written or not yet: a read must never see another version.
+                let found = cache.get_with(&id(i % 2, i % PER_THREAD), |d| d.version);
+                assert!(matches!(found, None | Some(1)));
+                i += 7;
+            }
+        });
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    for t in 0..2 {
+        for i in 0..PER_THREAD {
+            assert!(
+                cache.get_with(&id(t, i), |_| ()).is_some(),
+                "{} lost",
+                id(t, i)
+            );
+        }
+    }
+    let stats = cache.stats_now();
+    assert_eq!((stats.size, stats.evictions), (2 * PER_THREAD, 0));
+}
+
 #[test]
 fn clock_keeps_recently_read_entries() {
     let cache = cache(3);

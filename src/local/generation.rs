@@ -217,6 +217,19 @@ enum Present {
 /// How often a write retries after losing the race for an absent key to another insert.
 const WRITE_ATTEMPTS: usize = 8;
 
+/// Entries the first buffer's table is sized for at build time: typical flag sets never
+/// resize it.
+const PRESIZED: usize = 1 << 16;
+
+/// True when the `n`th slot the ring hands out is one at which the map grows its table itself
+/// (see `Generation::write`): at each `7 << k` from 896 on. papaya gives `n` entries `4n / 3`
+/// slots, rounded up to a power of two, so a table of `8 << k` slots grows there (not at three
+/// quarters, as papaya's own `reserve` would: a set of 100 000 would take a table twice the
+/// size it needs). Below the presized table's size this only frees what the thread retired.
+fn grows_table_at(n: usize) -> bool {
+    n >= 7 << 7 && n >> n.trailing_zeros() == 7
+}
+
 pub(crate) struct Generation {
     pub(crate) map: ConcurrentMap<Entry>,
     pub(crate) ring: ClockRing,
@@ -229,8 +242,7 @@ impl Generation {
     /// buffer) rather than as entries arrive (the second, which may never be used).
     pub(crate) fn new(capacity: usize, grace: Ticks, presize: bool) -> Self {
         Self {
-            // Pre-size for typical flag sets; the map grows on its own beyond this.
-            map: ConcurrentMap::with_capacity(if presize { capacity.min(1 << 16) } else { 0 }),
+            map: ConcurrentMap::with_capacity(if presize { capacity.min(PRESIZED) } else { 0 }),
             ring: ClockRing::new(capacity),
             grace,
         }
@@ -326,6 +338,17 @@ impl Generation {
                 });
             }
             self.ring.publish(slot);
+            if slot.is_first_use() && grows_table_at(slot.index() + 1) {
+                // The ring hands out never-used slots in index order while it fills, so the map
+                // holds about `index + 1` entries: grow its table now, on this thread, which then
+                // frees the table it outgrew at once. Left to papaya, the resize would come when
+                // a write's probe sequence runs over its limit, and the old table would wait in
+                // that thread's retirement batch, which a set written once never fills (as much
+                // memory again as the table in use). The margin of an eighth covers inserts of
+                // other threads that claimed their slots before this one but are not in the map
+                // yet.
+                self.map.reserve(slot.index() / 8);
+            }
             return WriteResult::Stored;
         }
         WriteResult::Dropped

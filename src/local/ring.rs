@@ -61,11 +61,16 @@ impl SlotId {
     fn new(index: usize, epoch: u64) -> Self {
         Self((index as u64 & INDEX_MASK) | ((epoch & EPOCH_MASK) << INDEX_BITS))
     }
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         (self.0 & INDEX_MASK) as usize
     }
     fn epoch(self) -> u64 {
         self.0 >> INDEX_BITS
+    }
+    /// The first claim of the slot since the ring was built (epochs start at zero, and each
+    /// claim moves its slot to the next).
+    pub(crate) fn is_first_use(self) -> bool {
+        self.epoch() == 1
     }
 }
 
