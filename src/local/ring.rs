@@ -74,11 +74,29 @@ impl SlotId {
     }
 }
 
-struct Slot {
-    state: AtomicU64,
-    /// The key of the slot's entry, for the hand and the sweeper. Written only while the slot is
-    /// `EVICTING` (held by one claimer).
-    key: Mutex<Option<FlagId>>,
+/// Slots whose keys share a lock.
+const KEYS_PER_LOCK: usize = 64;
+
+/// The slots: a state word each, and the key of each slot's entry, for the hand and the
+/// sweeper. A key is written only while its slot is `EVICTING` (held by one claimer). Keys are
+/// locked in blocks: a lock of its own would cost each slot another 8 bytes (a third more),
+/// and only claims and the hand take these locks, each for one `Arc` clone.
+struct Slots {
+    states: Box<[AtomicU64]>,
+    keys: Box<[Mutex<[Option<FlagId>; KEYS_PER_LOCK]>]>,
+}
+
+impl Slots {
+    fn key(&self, index: usize) -> Option<FlagId> {
+        let block = self.keys.get(index / KEYS_PER_LOCK)?;
+        lock(block)[index % KEYS_PER_LOCK].clone()
+    }
+
+    fn set_key(&self, index: usize, key: &FlagId) {
+        if let Some(block) = self.keys.get(index / KEYS_PER_LOCK) {
+            lock(block)[index % KEYS_PER_LOCK] = Some(key.clone());
+        }
+    }
 }
 
 /// What the hand should do with a published slot, as its entry says.
@@ -91,7 +109,7 @@ pub(crate) enum Verdict {
 
 pub(crate) struct ClockRing {
     /// Allocated at the first claim: a buffer that is never filled costs nothing.
-    slots: OnceLock<Box<[Slot]>>,
+    slots: OnceLock<Slots>,
     capacity: usize,
     hand: AtomicUsize,
     /// The next never-used slot: while the ring fills up, a claim takes it without a search.
@@ -118,20 +136,21 @@ impl ClockRing {
     }
 
     /// The slots, allocating them on first use.
-    fn slots(&self) -> &[Slot] {
-        self.slots.get_or_init(|| {
-            (0..self.capacity)
-                .map(|_| Slot {
-                    state: AtomicU64::new(pack(FREE, 0)),
-                    key: Mutex::new(None),
-                })
-                .collect()
+    fn slots(&self) -> &Slots {
+        self.slots.get_or_init(|| Slots {
+            states: (0..self.capacity)
+                .map(|_| AtomicU64::new(pack(FREE, 0)))
+                .collect(),
+            keys: (0..self.capacity.div_ceil(KEYS_PER_LOCK))
+                .map(|_| Mutex::new(std::array::from_fn(|_| None)))
+                .collect(),
         })
     }
 
+    /// The state word of slot `index`, if the slots exist.
     #[inline]
-    fn slot(&self, index: usize) -> Option<&Slot> {
-        self.slots.get().and_then(|slots| slots.get(index))
+    fn slot(&self, index: usize) -> Option<&AtomicU64> {
+        self.slots.get().and_then(|slots| slots.states.get(index))
     }
 
     /// Claims a slot for a new entry of `key`: a free one, or the first published one whose
@@ -146,12 +165,13 @@ impl ClockRing {
         mut evict: impl FnMut(&FlagId, SlotId) -> bool,
     ) -> Option<(SlotId, bool)> {
         let slots = self.slots();
-        let n = slots.len();
+        let n = slots.states.len();
         if self.fresh.load(Ordering::Relaxed) < n {
             let index = self.fresh.fetch_add(1, Ordering::Relaxed);
             if let Some(claimed) = slots
+                .states
                 .get(index)
-                .and_then(|slot| self.take(slot, index, None, key, &mut evict))
+                .and_then(|slot| self.take(slots, slot, index, None, key, &mut evict))
             {
                 return Some(claimed);
             }
@@ -160,17 +180,17 @@ impl ClockRing {
         let budget = n.saturating_mul(8).saturating_add(64);
         for step in 0..budget {
             let index = self.hand.fetch_add(1, Ordering::Relaxed) % n;
-            let Some(slot) = slots.get(index) else {
+            let Some(slot) = slots.states.get(index) else {
                 continue;
             };
-            let s = slot.state.load(Ordering::Acquire);
+            let s = slot.load(Ordering::Acquire);
             let id = SlotId::new(index, epoch(s));
             let victim = match phase(s) {
                 FREE => None,
                 // Free slots exist: find one (within a sweep) rather than evict.
                 LIVE if step < n && self.free.load(Ordering::Relaxed) > 0 => continue,
                 LIVE => {
-                    let Some(owner) = lock(&slot.key).clone() else {
+                    let Some(owner) = slots.key(index) else {
                         continue;
                     };
                     match inspect(&owner, id) {
@@ -183,18 +203,21 @@ impl ClockRing {
                     continue;
                 }
             };
-            if let Some(claimed) = self.take(slot, index, Some((s, victim)), key, &mut evict) {
+            if let Some(claimed) = self.take(slots, slot, index, Some((s, victim)), key, &mut evict)
+            {
                 return Some(claimed);
             }
         }
         None
     }
 
-    /// Takes `slot` for `key` if it is still as seen (`seen`: its state and the entry to evict;
-    /// `None`: expected free): holds it `EVICTING`, evicts, writes the key, leaves it `PENDING`.
+    /// Takes `slot` (the state of `slots`' `index`) for `key` if it is still as seen (`seen`: its
+    /// state and the entry to evict; `None`: expected free): holds it `EVICTING`, evicts, writes
+    /// the key, leaves it `PENDING`.
     fn take(
         &self,
-        slot: &Slot,
+        slots: &Slots,
+        slot: &AtomicU64,
         index: usize,
         seen: Option<(u64, Option<FlagId>)>,
         key: &FlagId,
@@ -202,27 +225,25 @@ impl ClockRing {
     ) -> Option<(SlotId, bool)> {
         let (s, victim) = match seen {
             Some(seen) => seen,
-            None => (slot.state.load(Ordering::Acquire), None),
+            None => (slot.load(Ordering::Acquire), None),
         };
         if victim.is_none() && phase(s) != FREE {
             return None;
         }
-        slot.state
-            .compare_exchange(
-                s,
-                pack(EVICTING, epoch(s)),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            )
-            .ok()?;
+        slot.compare_exchange(
+            s,
+            pack(EVICTING, epoch(s)),
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        )
+        .ok()?;
         if phase(s) == FREE {
             self.free.fetch_sub(1, Ordering::Relaxed);
         }
         let evicted = victim.is_some_and(|owner| evict(&owner, SlotId::new(index, epoch(s))));
-        *lock(&slot.key) = Some(key.clone());
+        slots.set_key(index, key);
         let new_epoch = epoch(s).wrapping_add(1) & EPOCH_MASK;
-        slot.state
-            .store(pack(PENDING, new_epoch), Ordering::Release);
+        slot.store(pack(PENDING, new_epoch), Ordering::Release);
         Some((SlotId::new(index, new_epoch), evicted))
     }
 
@@ -241,14 +262,13 @@ impl ClockRing {
 
     fn transition(&self, id: SlotId, from: u64, to: u64) -> bool {
         self.slot(id.index()).is_some_and(|slot| {
-            slot.state
-                .compare_exchange(
-                    pack(from, id.epoch()),
-                    pack(to, id.epoch()),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
+            slot.compare_exchange(
+                pack(from, id.epoch()),
+                pack(to, id.epoch()),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
         })
     }
 
@@ -260,7 +280,7 @@ impl ClockRing {
             return;
         };
         for from in [LIVE, PENDING] {
-            let freed = slot.state.compare_exchange(
+            let freed = slot.compare_exchange(
                 pack(from, id.epoch()),
                 pack(FREE, id.epoch()),
                 Ordering::Release,
@@ -275,18 +295,20 @@ impl ClockRing {
 
     /// The published slots among `count` slots from `start` (wrapping), with their keys.
     pub(crate) fn live_slots(&self, start: usize, count: usize, mut f: impl FnMut(SlotId, FlagId)) {
+        let Some(slots) = self.slots.get() else {
+            return;
+        };
         let n = self.capacity;
         for i in 0..count.min(n) {
             let index = (start + i) % n;
-            let Some(slot) = self.slot(index) else {
+            let Some(slot) = slots.states.get(index) else {
                 continue;
             };
-            let s = slot.state.load(Ordering::Acquire);
+            let s = slot.load(Ordering::Acquire);
             if phase(s) != LIVE {
                 continue;
             }
-            let key = lock(&slot.key).clone();
-            if let Some(key) = key {
+            if let Some(key) = slots.key(index) {
                 f(SlotId::new(index, epoch(s)), key);
             }
         }
@@ -298,8 +320,8 @@ impl ClockRing {
     pub(crate) fn unsettled(&self) -> Option<String> {
         let counted = self.free.load(Ordering::Acquire);
         let (free, held) = self.slots.get().map_or((self.capacity, 0), |slots| {
-            slots.iter().fold((0, 0), |(free, held), s| {
-                match phase(s.state.load(Ordering::Acquire)) {
+            slots.states.iter().fold((0, 0), |(free, held), s| {
+                match phase(s.load(Ordering::Acquire)) {
                     FREE => (free + 1, held),
                     LIVE => (free, held),
                     _ => (free, held + 1),
@@ -318,9 +340,12 @@ impl ClockRing {
     /// True when slot `id` is `LIVE` under its epoch and names `key` (tests and model checks).
     #[cfg(any(test, fuzzing, flagcache_loom))]
     pub(crate) fn is_live_for(&self, id: SlotId, key: &FlagId) -> bool {
-        self.slot(id.index()).is_some_and(|slot| {
-            slot.state.load(Ordering::Acquire) == pack(LIVE, id.epoch())
-                && lock(&slot.key).as_ref() == Some(key)
+        self.slots.get().is_some_and(|slots| {
+            slots
+                .states
+                .get(id.index())
+                .is_some_and(|slot| slot.load(Ordering::Acquire) == pack(LIVE, id.epoch()))
+                && slots.key(id.index()).as_ref() == Some(key)
         })
     }
 
@@ -329,8 +354,9 @@ impl ClockRing {
     pub(crate) fn live_count(&self) -> usize {
         self.slots.get().map_or(0, |slots| {
             slots
+                .states
                 .iter()
-                .filter(|s| phase(s.state.load(Ordering::Acquire)) == LIVE)
+                .filter(|s| phase(s.load(Ordering::Acquire)) == LIVE)
                 .count()
         })
     }
