@@ -9,37 +9,79 @@ use super::ring::{ClockRing, SlotId, Verdict};
 use super::stats::{Counter, Stats};
 use crate::flag::{FlagDefinition, FlagId};
 use crate::sync::{Arc, AtomicU64, ConcurrentMap, MapOp, MapOutcome, Ordering, fence};
-use crate::time::Ticks;
+use crate::time::{NEVER, Ticks};
 use std::time::Instant;
 
-/// The published bit of `Entry::state`, above the 32-bit generation tag.
-const PUBLISHED: u64 = 1 << 32;
+/// Bits of the generation tag, at the bottom of `Entry::state`.
+pub(crate) const TAG_BITS: u32 = 20;
+const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+/// The published bit of `Entry::state`, above the tag.
+const PUBLISHED: u64 = 1 << TAG_BITS;
 /// One CLOCK reference in `Entry::state`: a 2-bit counter above the published bit.
-const REF: u64 = 1 << 33;
-const REFS_MASK: u64 = 0b11 << 33;
+const REF: u64 = 1 << (TAG_BITS + 1);
+const REFS_MASK: u64 = 0b11 << (TAG_BITS + 1);
 /// The counter saturates here: a hot entry stops writing it.
 const MAX_REFS: u64 = REFS_MASK;
 /// Set by the first read of an entry (a new entry, a refreshed one, starts without it): what
 /// refresh-ahead asks to tell hot entries from cold ones. Once set, with the counter
 /// saturated, reads write nothing.
-const READ: u64 = 1 << 35;
+const READ: u64 = 1 << (TAG_BITS + 3);
+/// The expiry fills the bits above the flags (see [`Expiry`]).
+const EXPIRY_SHIFT: u32 = TAG_BITS + 4;
+const FLAGS_MASK: u64 = (1 << EXPIRY_SHIFT) - 1;
+
+/// An expiry as an entry's state word holds it: whole milliseconds of the cache's clock,
+/// rounded down (an entry may expire up to a millisecond early, never late), in the 40 bits
+/// above the flags (34 years of a clock's life); [`Expiry::NEVER`] for no expiry, which a
+/// later expiry becomes too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Expiry(u64);
+
+impl Expiry {
+    const NEVER: Self = Self(u64::MAX >> EXPIRY_SHIFT);
+    const NANOS_PER_MS: u64 = 1_000_000;
+
+    /// The expiry of a moment of the clock, in ticks.
+    pub(crate) fn at(ticks: Ticks) -> Self {
+        if ticks == NEVER {
+            return Self::NEVER;
+        }
+        Self((ticks / Self::NANOS_PER_MS).min(Self::NEVER.0))
+    }
+
+    /// The moment it stands for, in ticks ([`NEVER`] for none).
+    pub(crate) fn ticks(self) -> Ticks {
+        if self == Self::NEVER {
+            NEVER
+        } else {
+            self.0 * Self::NANOS_PER_MS
+        }
+    }
+
+    /// True once the clock reads `now`.
+    #[inline]
+    pub(crate) fn passed_at(self, now: Ticks) -> bool {
+        // A multiplication rather than a division of `now`; 40 bits of milliseconds in
+        // nanoseconds stay below 2^60.
+        self.0 * Self::NANOS_PER_MS <= now
+    }
+}
 
 /// One cached definition. A write replaces the whole value (carrying its counters over) and
 /// keeps the slot. The fields a read needs come first, in this order (`repr(C)`: left to
 /// itself the compiler put the definition 48 bytes into the map's node, after the counters),
-/// so a hit reads the first 40 bytes of the node, key included, and the owned read's counters
+/// so a hit reads the first 32 bytes of the node, key included, and the owned read's counters
 /// follow.
 #[repr(C)]
 pub(crate) struct Entry {
     pub(crate) def: Arc<FlagDefinition>,
-    /// Served as fresh before this.
-    pub(crate) expires_at: Ticks,
-    /// The generation the entry was written for (`Active::tag`, low 32 bits), whether it is
-    /// published (`PUBLISHED`, false only for a fill not yet validated against its write
-    /// fence), and its GCLOCK counter (`REFS_MASK`: bumped by reads up to the maximum,
-    /// decremented by the hand), and whether it was read since written (`READ`). One word, so a
-    /// reader checks visibility with one load; every change is a read-modify-write, so none
-    /// overwrites another.
+    /// The generation the entry was written for (`Active::tag`, `TAG_BITS` bits), whether it
+    /// is published (`PUBLISHED`, false only for a fill not yet validated against its write
+    /// fence), its GCLOCK counter (`REFS_MASK`: bumped by reads up to the maximum, decremented
+    /// by the hand), whether it was read since written (`READ`), and its expiry (above
+    /// `EXPIRY_SHIFT`: served as fresh before it). One word, so a reader checks visibility and
+    /// expiry with one load, beside the definition; every change is a read-modify-write of the
+    /// flags, so none overwrites another, and none changes the expiry.
     state: AtomicU64,
     /// Owned reads served from this entry (and the entries it replaced).
     hits: AtomicU64,
@@ -59,7 +101,12 @@ impl Entry {
     /// The generation tag the entry was written for.
     #[inline]
     pub(crate) fn tag(&self) -> u32 {
-        self.state.load(Ordering::Relaxed) as u32
+        (self.state.load(Ordering::Relaxed) & TAG_MASK) as u32
+    }
+
+    /// When the entry stops being served as fresh.
+    pub(crate) fn expiry(&self) -> Expiry {
+        self.state().expiry()
     }
 
     fn publish(&self) {
@@ -140,14 +187,20 @@ impl State {
     /// True when readers of generation `tag` may see the entry.
     #[inline]
     pub(crate) fn visible_in(self, tag: u32) -> bool {
-        self.0 & !(REFS_MASK | READ) == u64::from(tag) | PUBLISHED
+        self.0 & (TAG_MASK | PUBLISHED) == u64::from(tag) | PUBLISHED
     }
 
     /// True when readers of generation `tag` may see the entry and a read has nothing to write
     /// (its counter saturated, its read bit set): one comparison for a hot entry's hit.
     #[inline]
     pub(crate) fn is_hot_in(self, tag: u32) -> bool {
-        self.0 == u64::from(tag) | PUBLISHED | MAX_REFS | READ
+        self.0 & FLAGS_MASK == u64::from(tag) | PUBLISHED | MAX_REFS | READ
+    }
+
+    /// The entry's expiry.
+    #[inline]
+    pub(crate) fn expiry(self) -> Expiry {
+        Expiry(self.0 >> EXPIRY_SHIFT)
     }
 }
 
@@ -168,10 +221,10 @@ impl Stamp {
         (refs, hits): (u64, u64),
     ) -> Entry {
         let published = if published { PUBLISHED } else { 0 };
+        let expiry = Expiry::at(self.expires_at).0 << EXPIRY_SHIFT;
         Entry {
             def,
-            expires_at: self.expires_at,
-            state: AtomicU64::new(u64::from(self.tag) | published | refs),
+            state: AtomicU64::new(u64::from(self.tag) | published | refs | expiry),
             hits: AtomicU64::new(hits),
             cached_at: self.cached_at,
             slot,
@@ -248,10 +301,10 @@ impl Generation {
         }
     }
 
-    /// When an entry expiring at `expires_at` leaves the map.
+    /// When an entry of `expiry` leaves the map.
     #[inline]
-    pub(crate) fn evict_at(&self, expires_at: Ticks) -> Ticks {
-        expires_at.saturating_add(self.grace)
+    pub(crate) fn evict_at(&self, expiry: Expiry) -> Ticks {
+        expiry.ticks().saturating_add(self.grace)
     }
 
     /// Stores `def` under `key`, unless the map holds a higher version or (for a fill) a write
@@ -399,7 +452,7 @@ impl Generation {
     pub(crate) fn remove_expired(&self, key: &str, slot: SlotId, now: Ticks) -> bool {
         let removed = self.map.remove_if(
             key,
-            |e| e.slot == slot && self.evict_at(e.expires_at) <= now,
+            |e| e.slot == slot && self.evict_at(e.expiry()) <= now,
             |e| e.slot,
         );
         match removed {
@@ -419,14 +472,13 @@ impl Generation {
         self.ring.live_slots(start, count, |slot, key| {
             match self
                 .map
-                .read(key.as_str(), |e| (e.slot, e.expires_at, e.tag()))
+                .read(key.as_str(), |e| (e.slot, e.expiry(), e.tag()))
             {
                 Some((owner, _, entry_tag)) if owner == slot && entry_tag != tag => {
                     self.remove_slot(key.as_str(), slot);
                 }
-                Some((owner, expires_at, _)) if owner == slot => {
-                    if self.evict_at(expires_at) <= now
-                        && self.remove_expired(key.as_str(), slot, now)
+                Some((owner, expiry, _)) if owner == slot => {
+                    if self.evict_at(expiry) <= now && self.remove_expired(key.as_str(), slot, now)
                     {
                         expired += 1;
                     }
@@ -461,5 +513,75 @@ impl Generation {
             self.remove_slot(key.as_str(), slot);
         }
         self.map.release_removed();
+    }
+}
+
+#[cfg(all(test, not(flagcache_loom)))]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MS: Ticks = 1_000_000;
+    /// The last moment the word can hold (34 years after the clock's start).
+    const LAST: Ticks = Expiry::NEVER.0 * MS - 1;
+
+    proptest! {
+        /// Served fresh until at most a millisecond before the moment asked for, never after it.
+        #[test]
+        fn an_expiry_passes_within_the_millisecond_before_its_moment(
+            at in 0..LAST,
+            now in 0..LAST,
+        ) {
+            let expiry = Expiry::at(at);
+            if now >= at {
+                prop_assert!(expiry.passed_at(now));
+            }
+            if now.saturating_add(MS) <= at {
+                prop_assert!(!expiry.passed_at(now));
+            }
+            prop_assert!(expiry.ticks() <= at && at - expiry.ticks() < MS);
+        }
+
+        /// The flags of the state word read the same whatever the expiry beside them.
+        #[test]
+        fn the_expiry_leaves_the_flags_alone(
+            at in 0..LAST,
+            tag in 0..(1u32 << TAG_BITS),
+            published: bool,
+            refs in 0..4u64,
+            read: bool,
+        ) {
+            let stamp = Stamp { cached_at: Instant::now(), expires_at: at, tag };
+            let e = stamp.entry(
+                Arc::new(FlagDefinition::new_boolean("f", "d", false).unwrap()),
+                SlotId::for_tests(),
+                published,
+                (refs * REF, 0),
+            );
+            // A touch is one weak attempt, which may fail spuriously: until one lands.
+            while read && !e.was_read() {
+                e.touch(e.state());
+            }
+            let state = e.state();
+            prop_assert_eq!(state.expiry(), Expiry::at(at));
+            prop_assert_eq!(e.tag(), tag);
+            prop_assert_eq!(state.visible_in(tag), published);
+            prop_assert!(!state.visible_in((tag + 1) & TAG_MASK as u32));
+            let hot = published && read && (refs == 3 || refs == 2);
+            prop_assert_eq!(state.is_hot_in(tag), hot);
+        }
+    }
+
+    #[test]
+    fn no_expiry_and_expiries_beyond_the_word_never_pass() {
+        assert_eq!(Expiry::at(NEVER).ticks(), NEVER);
+        let far = Expiry::at(LAST + 1);
+        assert_eq!(
+            far,
+            Expiry::NEVER,
+            "beyond 40 bits of milliseconds means never"
+        );
+        assert!(!far.passed_at(LAST));
+        assert!(Expiry::at(LAST).passed_at(LAST));
     }
 }

@@ -40,6 +40,10 @@ use std::time::Duration;
 /// by the cleanup task), and a full cache evicts by CLOCK: entries read since the hand last
 /// passed survive.
 ///
+/// An entry keeps its expiry in whole milliseconds of the cache's clock, rounded down: it may
+/// stop being fresh up to a millisecond before its TTL ends, never after (beyond the clock's
+/// resolution). An expiry more than 34 years after the clock started means no expiry.
+///
 /// # Consistency
 /// - After [`invalidate_now`](Self::invalidate_now) (or the trait's `invalidate`) returns, no
 ///   read that starts later returns the invalidated definition, unless a newer one was set

@@ -48,14 +48,14 @@ impl LocalCache {
         let found = buffer.map.get(id, guard).map(|e| (e, e.state()));
         match found {
             Some((e, state)) if state.is_hot_in(a.tag()) && self.snapshots.still(a) => {
-                if e.expires_at <= now {
+                if state.expiry().passed_at(now) {
                     Lookup::Expired(e.slot, a)
                 } else {
                     Lookup::Hit(e)
                 }
             }
             Some((e, state)) if state.visible_in(a.tag()) && self.snapshots.still(a) => {
-                if e.expires_at <= now {
+                if state.expiry().passed_at(now) {
                     Lookup::Expired(e.slot, a)
                 } else {
                     e.touch(state);
@@ -148,7 +148,7 @@ impl LocalCache {
         CachedFlag {
             definition: Arc::clone(&e.def),
             cached_at: e.cached_at,
-            expires_at: self.clock.instant_at(e.expires_at),
+            expires_at: self.clock.instant_at(e.expiry().ticks()),
             hit_count: e.record_hit(),
         }
     }
@@ -221,7 +221,8 @@ impl LocalCache {
         let a = self.snapshots.active();
         let buffer = self.snapshots.buffer(a);
         let found = buffer.map.read(id, |e| {
-            let fresh = e.state().visible_in(a.tag()) && now < e.expires_at;
+            let state = e.state();
+            let fresh = state.visible_in(a.tag()) && !state.expiry().passed_at(now);
             fresh.then(|| self.cached_flag(e))
         });
         found.flatten().filter(|_| self.snapshots.still(a))
@@ -234,12 +235,13 @@ impl LocalCache {
         let a = self.snapshots.active();
         let buffer = self.snapshots.buffer(a);
         let found = buffer.map.read(id, |e| {
-            let stale = e.state().visible_in(a.tag())
-                && e.expires_at <= now
-                && now < buffer.evict_at(e.expires_at);
+            let state = e.state();
+            let stale = state.visible_in(a.tag())
+                && state.expiry().passed_at(now)
+                && now < buffer.evict_at(state.expiry());
             stale.then(|| StaleFlag {
                 flag: self.cached_flag(e),
-                expired_for: Duration::from_nanos(now - e.expires_at),
+                expired_for: Duration::from_nanos(now.saturating_sub(state.expiry().ticks())),
             })
         });
         // A stale answer is a last resort; one that raced a swap is simply not given.

@@ -19,8 +19,8 @@ impl LocalCache {
         let mut ids = Vec::new();
         buffer.map.for_each(|id, e| {
             if ids.len() < limit
-                && e.expires_at != NEVER
-                && e.expires_at <= horizon
+                && e.expiry().ticks() != NEVER
+                && e.expiry().ticks() <= horizon
                 && e.was_read()
                 && e.state().visible_in(a.tag())
             {

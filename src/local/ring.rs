@@ -67,6 +67,11 @@ impl SlotId {
     fn epoch(self) -> u64 {
         self.0 >> INDEX_BITS
     }
+    /// Slot 0 at its first epoch, for tests of the entry.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        Self::new(0, 1)
+    }
     /// The first claim of the slot since the ring was built (epochs start at zero, and each
     /// claim moves its slot to the next).
     pub(crate) fn is_first_use(self) -> bool {

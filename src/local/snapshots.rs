@@ -18,7 +18,7 @@
 //! as the cache, so a read borrows one without touching a reference count; papaya's own guard
 //! keeps entries removed by a concurrent swap alive while a reader still holds them.
 
-use super::generation::Generation;
+use super::generation::{Generation, TAG_BITS};
 use crate::sync::{AtomicU64, Mutex, Ordering, fence, lock};
 use crate::time::Ticks;
 
@@ -40,11 +40,12 @@ impl Active {
         self.0 >> 1
     }
 
-    /// The tag entries of this generation carry: the number's low 32 bits (a stale entry would
-    /// need 2^32 swaps in between to pass for current).
+    /// The tag entries of this generation carry: the number's low `TAG_BITS` bits (a stale
+    /// entry, written by a writer delayed across swaps, would need 2^20 swaps in between to
+    /// pass for current; the sweeper removes it long before).
     #[inline]
     pub(crate) fn tag(self) -> u32 {
-        self.number() as u32
+        (self.number() & ((1 << TAG_BITS) - 1)) as u32
     }
 }
 
