@@ -40,9 +40,9 @@ impl Active {
         self.0 >> 1
     }
 
-    /// The tag entries of this generation carry: the number's low `TAG_BITS` bits (a stale
-    /// entry, written by a writer delayed across swaps, would need 2^20 swaps in between to
-    /// pass for current; the sweeper removes it long before).
+    /// The tag entries of this generation carry: the number's low `TAG_BITS` bits. A swap
+    /// empties the buffer it fills, so an old generation's entry passes for current only if
+    /// its writer stalled through 2^20 swaps between reading the word and writing.
     #[inline]
     pub(crate) fn tag(self) -> u32 {
         (self.number() & ((1 << TAG_BITS) - 1)) as u32
