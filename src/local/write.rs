@@ -108,7 +108,7 @@ impl LocalCache {
                 tag: a.tag(),
                 ..stamp
             };
-            buffer.write(id, &def, stamp, Writer::Set, &self.stats)
+            buffer.write(&def.id, &def, stamp, Writer::Set, &self.stats)
         });
         match written.unwrap_or(WriteResult::Dropped) {
             WriteResult::Stored | WriteResult::Dropped => {
