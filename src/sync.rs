@@ -170,9 +170,19 @@ mod map {
         inner: papaya::HashMap<FlagId, V, foldhash::fast::RandomState>,
     }
 
-    /// Keeps what a reader found in one [`ConcurrentMap`] alive while it is pinned.
+    /// Keeps what a reader found in one [`ConcurrentMap`] alive while it is pinned: papaya's
+    /// pinned map, whose lookups skip the check that a guard passed in belongs to the map's
+    /// collector (a load and a compare on every hit).
     #[cfg(not(flagcache_loom))]
-    pub(crate) struct MapGuard<'m, V>(papaya::LocalGuard<'m>, std::marker::PhantomData<&'m V>);
+    pub(crate) struct MapGuard<'m, V>(
+        papaya::HashMapRef<
+            'm,
+            FlagId,
+            V,
+            foldhash::fast::RandomState,
+            papaya::LocalGuard<'m>,
+        >,
+    );
 
     /// Replaced entries a thread retires before papaya's collector (seize) reclaims them.
     /// Each batch costs one `membarrier` system call, which interrupts every core running the
@@ -202,20 +212,19 @@ mod map {
 
         #[inline]
         pub(crate) fn read<R>(&self, key: &str, f: impl FnOnce(&V) -> R) -> Option<R> {
-            let guard = self.inner.guard();
-            self.inner.get(key, &guard).map(f)
+            self.inner.pin().get(key).map(f)
         }
 
         /// Pins this map for [`get`](Self::get).
         #[inline]
         pub(crate) fn guard(&self) -> MapGuard<'_, V> {
-            MapGuard(self.inner.guard(), std::marker::PhantomData)
+            MapGuard(self.inner.pin())
         }
 
         /// The value of `key`, alive while `guard` (pinned on this map) is.
         #[inline]
         pub(crate) fn get<'g>(&self, key: &str, guard: &'g MapGuard<'_, V>) -> Option<&'g V> {
-            self.inner.get(key, &guard.0)
+            guard.0.get(key)
         }
 
         /// Atomically decides on the current value of `key`. `f` may run more than once (on a
