@@ -175,13 +175,7 @@ mod map {
     /// collector (a load and a compare on every hit).
     #[cfg(not(flagcache_loom))]
     pub(crate) struct MapGuard<'m, V>(
-        papaya::HashMapRef<
-            'm,
-            FlagId,
-            V,
-            foldhash::fast::RandomState,
-            papaya::LocalGuard<'m>,
-        >,
+        papaya::HashMapRef<'m, FlagId, V, foldhash::fast::RandomState, papaya::LocalGuard<'m>>,
     );
 
     /// Replaced entries a thread retires before papaya's collector (seize) reclaims them.
@@ -293,9 +287,10 @@ mod map {
             self.inner.guard().flush();
         }
 
-        /// Makes room for `additional` entries beyond those in the map: a table twice the size
-        /// if the current one would be over three quarters full, copied now on this thread.
-        /// The outgrown table is retired by this thread, and released at once.
+        /// Makes room for `additional` entries beyond those in the map: if the current table
+        /// would be over three quarters full, a new one of 4/3 that many slots (rounded up to a
+        /// power of two), copied now on this thread. The outgrown table is retired by this
+        /// thread, and released at once.
         pub(crate) fn reserve(&self, additional: usize) {
             let guard = self.inner.guard();
             self.inner.reserve(additional, &guard);

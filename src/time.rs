@@ -15,6 +15,10 @@ pub(crate) type Ticks = u64;
 /// cleanup task) spinning.
 pub(crate) const MIN_RESOLUTION: Duration = Duration::from_millis(1);
 
+/// The shortest TTL L1 accepts: it keeps expiries in whole milliseconds, rounded down, so a
+/// shorter one would be born expired.
+pub(crate) const MIN_TTL: Duration = Duration::from_millis(1);
+
 /// The tick value that means "never expires".
 pub(crate) const NEVER: Ticks = Ticks::MAX;
 

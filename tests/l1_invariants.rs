@@ -662,11 +662,13 @@ fn bad_configuration_fails_at_build() {
     let zero = LocalCache::builder().max_size(0).build().unwrap_err();
     assert_eq!(zero.kind(), ErrorKind::InvalidConfig);
     assert!(zero.to_string().contains("max_size"), "{zero}");
-    let ttl = LocalCache::builder()
-        .default_ttl(Duration::ZERO)
-        .build()
-        .unwrap_err();
-    assert!(ttl.to_string().contains("default_ttl"), "{ttl}");
+    for short in [Duration::ZERO, Duration::from_micros(999)] {
+        let ttl = LocalCache::builder()
+            .default_ttl(short)
+            .build()
+            .unwrap_err();
+        assert!(ttl.to_string().contains("default_ttl"), "{ttl}");
+    }
     let huge = LocalCache::builder()
         .max_size(usize::MAX)
         .build()
@@ -723,11 +725,39 @@ fn writes_with_a_mismatched_id_or_zero_ttl_are_errors() {
         .try_set(&FlagId::new("a"), flag("b", 1), None)
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidFlag);
-    let err = cache
-        .try_set(&FlagId::new("a"), flag("a", 1), Some(Duration::ZERO))
-        .unwrap_err();
-    assert!(err.is_config());
+    // L1 keeps expiries in whole milliseconds: a TTL under one would be born expired.
+    for ttl in [
+        Duration::ZERO,
+        Duration::from_nanos(1),
+        Duration::from_micros(999),
+    ] {
+        let err = cache
+            .try_set(&FlagId::new("a"), flag("a", 1), Some(ttl))
+            .unwrap_err();
+        assert!(err.is_config(), "{ttl:?}: {err}");
+    }
     assert!(cache.is_empty());
+    cache
+        .try_set(
+            &FlagId::new("a"),
+            flag("a", 1),
+            Some(Duration::from_millis(1)),
+        )
+        .unwrap();
+    assert!(cache.get_now("a").is_some());
+}
+
+/// The clock past the expiry's 40 bits of milliseconds (34 years): an entry without expiry
+/// still never expires, on every path that asks.
+#[test]
+fn an_entry_without_expiry_never_expires_however_late_the_clock() {
+    let (cache, mock) = mocked(10, Duration::MAX);
+    cache
+        .try_set(&FlagId::new("a"), flag("a", 1), None)
+        .unwrap();
+    mock.advance(Duration::from_secs(35 * 365 * 24 * 3_600));
+    assert!(cache.get_now("a").is_some());
+    assert!(cache.get_stale("a").is_none());
 }
 
 #[test]

@@ -106,6 +106,12 @@ async fn a_bad_redis_url_is_an_error_not_a_missing_l2() {
         .build()
         .unwrap_err();
     assert!(err.is_config(), "{err}");
+    // L1 keeps whole milliseconds: the tiered builder names its own setting.
+    let err = TieredCache::builder()
+        .l1_ttl(Duration::from_micros(500))
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("l1_ttl"), "{err}");
     let l1_only =
         TieredCache::new(100, Duration::from_secs(1), None, Duration::from_secs(1)).unwrap();
     let id = FlagId::new("f");

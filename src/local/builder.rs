@@ -45,7 +45,7 @@ impl LocalCacheBuilder {
         self
     }
 
-    /// The TTL of writes that name none (more than zero; `Duration::MAX` for no expiry).
+    /// The TTL of writes that name none (1 ms at least; `Duration::MAX` for no expiry).
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
         self.config.default_ttl = ttl;
         self
@@ -75,7 +75,7 @@ impl LocalCacheBuilder {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) for a zero or too large
-    /// `max_size`, a zero `default_ttl` or a `clock_resolution` under 1 ms.
+    /// `max_size`, a `default_ttl` or a `clock_resolution` under 1 ms.
     pub fn build(self) -> Result<LocalCache> {
         let c = &self.config;
         if c.max_size == 0 {
@@ -88,8 +88,12 @@ impl LocalCacheBuilder {
                 Self::MAX_CAPACITY
             )));
         }
-        if c.default_ttl.is_zero() {
-            return Err(Error::invalid_config("default_ttl must be more than zero"));
+        if c.default_ttl < crate::time::MIN_TTL {
+            return Err(Error::invalid_config(format!(
+                "default_ttl {:?} is below the minimum of {:?}",
+                c.default_ttl,
+                crate::time::MIN_TTL
+            )));
         }
         if c.clock_resolution < crate::time::MIN_RESOLUTION {
             return Err(Error::invalid_config(format!(

@@ -6,6 +6,7 @@
 
 use super::fences::{FillTicket, WriteFences};
 use super::ring::{ClockRing, SlotId, Verdict};
+use super::snapshots::Snapshots;
 use super::stats::{Counter, Stats};
 use crate::flag::{FlagDefinition, FlagId};
 use crate::sync::{Arc, AtomicU64, ConcurrentMap, MapOp, MapOutcome, Ordering, fence};
@@ -13,7 +14,12 @@ use crate::time::{NEVER, Ticks};
 use std::time::Instant;
 
 /// Bits of the generation tag, at the bottom of `Entry::state`.
+#[cfg(not(flagcache_loom))]
 pub(crate) const TAG_BITS: u32 = 20;
+/// One bit under loom: two swaps bring a tag round again, so the models reach what 2^20 swaps
+/// would.
+#[cfg(flagcache_loom)]
+pub(crate) const TAG_BITS: u32 = 1;
 const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
 /// The published bit of `Entry::state`, above the tag.
 const PUBLISHED: u64 = 1 << TAG_BITS;
@@ -26,8 +32,9 @@ const MAX_REFS: u64 = REFS_MASK;
 /// refresh-ahead asks to tell hot entries from cold ones. Once set, with the counter
 /// saturated, reads write nothing.
 const READ: u64 = 1 << (TAG_BITS + 3);
-/// The expiry fills the bits above the flags (see [`Expiry`]).
-const EXPIRY_SHIFT: u32 = TAG_BITS + 4;
+/// The expiry fills the bits above the tag and the flags (see [`Expiry`]).
+const EXPIRY_SHIFT: u32 = 24;
+const _: () = assert!(TAG_BITS + 4 <= EXPIRY_SHIFT);
 const FLAGS_MASK: u64 = (1 << EXPIRY_SHIFT) - 1;
 
 /// An expiry as an entry's state word holds it: whole milliseconds of the cache's clock,
@@ -58,12 +65,12 @@ impl Expiry {
         }
     }
 
-    /// True once the clock reads `now`.
+    /// True once the clock reads `now`; never for [`Expiry::NEVER`], however late the clock.
     #[inline]
     pub(crate) fn passed_at(self, now: Ticks) -> bool {
         // A multiplication rather than a division of `now`; 40 bits of milliseconds in
-        // nanoseconds stay below 2^60.
-        self.0 * Self::NANOS_PER_MS <= now
+        // nanoseconds stay below 2^60. The second test runs only for an expired entry.
+        self.0 * Self::NANOS_PER_MS <= now && self != Self::NEVER
     }
 }
 
@@ -236,15 +243,20 @@ impl Stamp {
 #[derive(Clone, Copy)]
 pub(crate) enum Writer<'a> {
     Set,
-    Fill(&'a FillTicket, &'a WriteFences),
+    Fill(&'a FillTicket, &'a WriteFences, &'a Snapshots),
 }
 
 impl Writer<'_> {
-    /// False for a fill that a write has overtaken since its ticket.
+    /// False for a fill that a write or a swap has overtaken since its ticket. The swap is
+    /// checked by its full generation number: the tag an entry carries wraps (`TAG_BITS`), so a
+    /// fill stalled through that many swaps would otherwise write an entry that passes for
+    /// current into a set that deleted its flag.
     fn may_install(&self) -> bool {
         match self {
             Writer::Set => true,
-            Writer::Fill(ticket, fences) => fences.unchanged_since(ticket),
+            Writer::Fill(ticket, fences, snapshots) => {
+                fences.unchanged_since(ticket) && snapshots.active().number() == ticket.generation
+            }
         }
     }
 }
@@ -286,7 +298,7 @@ fn grows_table_at(n: usize) -> bool {
 pub(crate) struct Generation {
     pub(crate) map: ConcurrentMap<Entry>,
     pub(crate) ring: ClockRing,
-    /// How long past `expires_at` an entry is kept for stale reads.
+    /// How long past its expiry an entry is kept for stale reads.
     pub(crate) grace: Ticks,
 }
 
@@ -378,10 +390,11 @@ impl Generation {
                 self.ring.release(slot);
                 continue;
             }
-            if let Writer::Fill(ticket, fences) = writer {
-                // Pairs with the fence in `WriteFences::advance`: see `fences.rs`.
+            if matches!(writer, Writer::Fill(..)) {
+                // Pairs with the fences in `WriteFences::advance` (see `fences.rs`) and after a
+                // swap's store of the snapshot word.
                 fence(Ordering::SeqCst);
-                if !fences.unchanged_since(ticket) {
+                if !writer.may_install() {
                     return self.withdraw(key, slot, def);
                 }
                 self.map.read(key.as_str(), |e| {
@@ -582,6 +595,10 @@ mod tests {
             "beyond 40 bits of milliseconds means never"
         );
         assert!(!far.passed_at(LAST));
+        assert!(
+            !Expiry::NEVER.passed_at(Ticks::MAX),
+            "however late the clock"
+        );
         assert!(Expiry::at(LAST).passed_at(LAST));
     }
 }

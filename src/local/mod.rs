@@ -109,11 +109,11 @@ impl LocalCache {
     /// A cache of at most `max_size` entries whose entries live `default_ttl` unless a write
     /// says otherwise.
     ///
-    /// For constant, known-good arguments: a zero `max_size` or `default_ttl` is raised to the
-    /// smallest valid value (1 entry, 1 ms) with a `tracing` warning. Use
+    /// For constant, known-good arguments: a zero `max_size` or a `default_ttl` under 1 ms is
+    /// raised to the smallest valid value (1 entry, 1 ms) with a `tracing` warning. Use
     /// [`builder`](Self::builder) to get an error instead.
     pub fn new(max_size: usize, default_ttl: Duration) -> Self {
-        if max_size == 0 || default_ttl.is_zero() {
+        if max_size == 0 || default_ttl < crate::time::MIN_TTL {
             tracing::warn!(
                 max_size,
                 ?default_ttl,
@@ -122,7 +122,7 @@ impl LocalCache {
         }
         let built = Self::builder()
             .max_size(max_size.max(1))
-            .default_ttl(default_ttl.max(Duration::from_millis(1)))
+            .default_ttl(default_ttl.max(crate::time::MIN_TTL))
             .build();
         match built {
             Ok(cache) => cache,

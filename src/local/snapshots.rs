@@ -10,8 +10,10 @@
 //! A read loads the word, reads the named buffer, and *validates* that the word has not changed
 //! before it trusts what it read (a seqlock's read side): a read that overlapped a swap is
 //! retried against the new buffer, so every answer, and every `get_many` as a whole, comes from
-//! one snapshot. Entries carry the generation number they were written for, so a write that
-//! lands in a buffer after it was retired (a writer delayed across a swap) is never served.
+//! one snapshot. Entries carry a tag of the generation they were written for (the number's low
+//! bits), so a write that lands in a buffer after it was retired (a writer delayed across a
+//! swap) is not served; a fill, which is not retried, also checks the whole number after its
+//! insert, as the tag comes round again every 2^20 swaps.
 //!
 //! Why not an `ArcSwap<Generation>` (or a cell behind a papaya guard): either costs a fence and
 //! an atomic read-modify-write per read, about a third of a hit. Here the buffers live as long
@@ -107,8 +109,11 @@ impl Snapshots {
         let idle = self.buffer(next);
         idle.drain();
         fill(idle, next);
-        // SeqCst: readers and writers that validate after this see the new word.
+        // SeqCst: readers and writers that validate after this see the new word. The fence
+        // pairs with a fill's after its unpublished insert (`Generation::write`): either the
+        // fill sees the new word and withdraws, or the drains below see its entry.
         self.active.store(next.0, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         let retired = self.buffer(old);
         let len = retired.map.len();
         retired.drain();

@@ -223,3 +223,47 @@ fn sweep_step_removes_expired_entries_and_counts_them() {
     assert_eq!(cache.len(), 0);
     check_internals(&cache);
 }
+
+/// A fill that stalls between `complete_fill`'s generation check and its map write, while
+/// 2^20 swaps run (the generation tag in an entry's state word is 20 bits wide): the first swap
+/// deletes the flag, so the fill's definition must never be served.
+#[test]
+fn a_fill_stalled_across_a_full_turn_of_the_tag_is_not_served() {
+    use super::generation::{Stamp, Writer};
+    let cache = LocalCache::builder()
+        .max_size(16)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The flag is `k0`; `k1` keeps the set from being empty.
+    cache
+        .replace_all([def(0, 1), def(1, 1)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ticket = cache.begin_fill("k0");
+    // What `complete_fill` does before its write: the generation checked, the stamp taken.
+    let a = cache.snapshots.active();
+    assert_eq!(a.number(), ticket.generation);
+    let stamp = Stamp {
+        cached_at: std::time::Instant::now(),
+        expires_at: cache.clock.now() + 60_000_000_000,
+        tag: a.tag(),
+    };
+    // The stall: the flag is deleted, then the set is swapped until the tag comes round again.
+    cache
+        .replace_all([def(1, 2)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 1..(1u64 << 20) {
+        cache.clear_now();
+    }
+    assert_eq!(cache.snapshots.active().tag(), a.tag());
+    // The fill wakes and writes, as `complete_fill` goes on to.
+    let fetched = Arc::new(def(0, 1));
+    cache.snapshots.buffer(a).write(
+        &fetched.id,
+        &fetched,
+        stamp,
+        Writer::Fill(&ticket, &cache.fences, &cache.snapshots),
+        &cache.stats,
+    );
+    assert!(cache.get_now("k0").is_none(), "a deleted flag came back");
+    check_internals(&cache);
+}

@@ -13,7 +13,7 @@ use super::{FillOutcome, LocalCache};
 use crate::error::{Error, ErrorKind, Result};
 use crate::flag::{FlagDefinition, FlagId};
 use crate::sync::{Arc, Ordering};
-use crate::time::duration_to_ticks;
+use crate::time::{MIN_TTL, duration_to_ticks};
 use std::time::Duration;
 
 /// A write's checks: `def` is `id`'s, and valid (a definition the read path would call
@@ -38,10 +38,10 @@ impl LocalCache {
     /// The stamp of an entry written now for `ttl` (the default when `None`) in snapshot `a`.
     fn stamp(&self, ttl: Option<Duration>, a: Active) -> Result<Stamp> {
         let ttl = ttl.unwrap_or(self.default_ttl);
-        if ttl.is_zero() {
-            return Err(Error::invalid_config(
-                "a TTL of zero would expire the entry at once",
-            ));
+        if ttl < MIN_TTL {
+            return Err(Error::invalid_config(format!(
+                "a TTL of {ttl:?} would expire the entry at once (L1 keeps whole milliseconds)"
+            )));
         }
         let now = self.clock.now();
         Ok(Stamp {
@@ -277,7 +277,7 @@ impl LocalCache {
         let buffer = self.snapshots.buffer(a);
         let written = match self.stamp(ttl, a) {
             Ok(stamp) if a.number() == ticket.generation => {
-                let writer = Writer::Fill(ticket, &self.fences);
+                let writer = Writer::Fill(ticket, &self.fences, &self.snapshots);
                 let r = buffer.write(&def.id, &def, stamp, writer, &self.stats);
                 // Installed into a buffer a swap has since retired: it will never be served.
                 if self.snapshots.still(a) {
