@@ -70,7 +70,8 @@ impl TieredCacheBuilder {
         self
     }
 
-    /// How long L1 keeps a definition (default 60 s; [`Duration::MAX`] for no expiry).
+    /// How long L1 keeps a definition (1 ms at least; default 60 s; [`Duration::MAX`] for no
+    /// expiry).
     pub fn l1_ttl(mut self, ttl: Duration) -> Self {
         self.policy.l1_ttl = ttl;
         self
