@@ -292,10 +292,10 @@ mod map {
         /// power of two), copied now on this thread. The outgrown table is retired by this
         /// thread, and released at once.
         pub(crate) fn reserve(&self, additional: usize) {
+            use papaya::Guard as _;
             let guard = self.inner.guard();
             self.inner.reserve(additional, &guard);
-            drop(guard);
-            self.release_removed();
+            guard.flush();
         }
     }
 

@@ -20,7 +20,7 @@ pub(crate) const TAG_BITS: u32 = 20;
 /// would.
 #[cfg(flagcache_loom)]
 pub(crate) const TAG_BITS: u32 = 1;
-const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+pub(crate) const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
 /// The published bit of `Entry::state`, above the tag.
 const PUBLISHED: u64 = 1 << TAG_BITS;
 /// One CLOCK reference in `Entry::state`: a 2-bit counter above the published bit.

@@ -236,12 +236,12 @@ impl LocalCache {
         let buffer = self.snapshots.buffer(a);
         let found = buffer.map.read(id, |e| {
             let state = e.state();
-            let stale = state.visible_in(a.tag())
-                && state.expiry().passed_at(now)
-                && now < buffer.evict_at(state.expiry());
+            let expiry = state.expiry();
+            let stale =
+                state.visible_in(a.tag()) && expiry.passed_at(now) && now < buffer.evict_at(expiry);
             stale.then(|| StaleFlag {
                 flag: self.cached_flag(e),
-                expired_for: Duration::from_nanos(now.saturating_sub(state.expiry().ticks())),
+                expired_for: Duration::from_nanos(now.saturating_sub(expiry.ticks())),
             })
         });
         // A stale answer is a last resort; one that raced a swap is simply not given.

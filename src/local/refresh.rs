@@ -5,7 +5,7 @@
 use super::LocalCache;
 use crate::flag::{FlagDefinition, FlagId};
 use crate::sync::Arc;
-use crate::time::{NEVER, duration_to_ticks};
+use crate::time::duration_to_ticks;
 use std::time::Duration;
 
 impl LocalCache {
@@ -19,8 +19,7 @@ impl LocalCache {
         let mut ids = Vec::new();
         buffer.map.for_each(|id, e| {
             if ids.len() < limit
-                && e.expiry().ticks() != NEVER
-                && e.expiry().ticks() <= horizon
+                && e.expiry().passed_at(horizon)
                 && e.was_read()
                 && e.state().visible_in(a.tag())
             {

@@ -20,7 +20,7 @@
 //! as the cache, so a read borrows one without touching a reference count; papaya's own guard
 //! keeps entries removed by a concurrent swap alive while a reader still holds them.
 
-use super::generation::{Generation, TAG_BITS};
+use super::generation::{Generation, TAG_MASK};
 use crate::sync::{AtomicU64, Mutex, Ordering, fence, lock};
 use crate::time::Ticks;
 
@@ -47,7 +47,7 @@ impl Active {
     /// its writer stalled through 2^20 swaps between reading the word and writing.
     #[inline]
     pub(crate) fn tag(self) -> u32 {
-        (self.number() & ((1 << TAG_BITS) - 1)) as u32
+        (self.number() & TAG_MASK) as u32
     }
 }
 
