@@ -178,6 +178,31 @@ mod map {
         papaya::HashMapRef<'m, FlagId, V, foldhash::fast::RandomState, papaya::LocalGuard<'m>>,
     );
 
+    /// The read path's lookup by name: hashed as the `str` (as `FlagId` is), compared out of
+    /// line. papaya's probe loop is inlined into the read only while its inline cost stays
+    /// under LLVM's threshold; with a one-word `FlagId`, whose length is loaded from its
+    /// allocation, the comparison inlined into it took it over, and a borrowed read cost 19
+    /// instructions more (the lookup's call and spills) where the comparison's call costs 12
+    /// (`examples/read_cost.rs`; docs/decisions.md, "A flag id is one word").
+    #[cfg(not(flagcache_loom))]
+    struct ByName<'a>(&'a str);
+
+    #[cfg(not(flagcache_loom))]
+    impl std::hash::Hash for ByName<'_> {
+        #[inline]
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            self.0.hash(state);
+        }
+    }
+
+    #[cfg(not(flagcache_loom))]
+    impl papaya::Equivalent<FlagId> for ByName<'_> {
+        #[inline(never)]
+        fn equivalent(&self, key: &FlagId) -> bool {
+            self.0 == key.as_str()
+        }
+    }
+
     /// Replaced entries a thread retires before papaya's collector (seize) reclaims them.
     /// Each batch costs one `membarrier` system call, which interrupts every core running the
     /// process: with seize's default of 32, a 90/10 read/write mix on two threads spent a third
@@ -218,7 +243,7 @@ mod map {
         /// The value of `key`, alive while `guard` (pinned on this map) is.
         #[inline]
         pub(crate) fn get<'g>(&self, key: &str, guard: &'g MapGuard<'_, V>) -> Option<&'g V> {
-            guard.0.get(key)
+            guard.0.get(&ByName(key))
         }
 
         /// Atomically decides on the current value of `key`. `f` may run more than once (on a

@@ -73,6 +73,18 @@ fn id_behaves_like_str() {
     assert_eq!(AsRef::<str>::as_ref(&id), "abc");
     assert_eq!(serde_json::to_string(&id).unwrap(), "\"abc\"");
     assert_eq!(serde_json::from_str::<FlagId>("\"abc\"").unwrap(), id);
+    assert_eq!(serde_json::from_str::<FlagId>("\"a\\u0062c\"").unwrap(), id);
+    assert!(serde_json::from_str::<FlagId>("7").is_err());
+}
+
+/// A cache holds each key in its map, its ring and the definition: one word each.
+#[test]
+fn an_id_is_one_word() {
+    assert_eq!(std::mem::size_of::<FlagId>(), std::mem::size_of::<usize>());
+    assert_eq!(
+        std::mem::size_of::<Option<FlagId>>(),
+        std::mem::size_of::<usize>()
+    );
 }
 
 #[test]

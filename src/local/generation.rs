@@ -77,7 +77,7 @@ impl Expiry {
 /// One cached definition. A write replaces the whole value (carrying its counters over) and
 /// keeps the slot. The fields a read needs come first, in this order (`repr(C)`: left to
 /// itself the compiler put the definition 48 bytes into the map's node, after the counters),
-/// so a hit reads the first 32 bytes of the node, key included, and the owned read's counters
+/// so a hit reads the first 24 bytes of the node, key included, and the owned read's counters
 /// follow.
 #[repr(C)]
 pub(crate) struct Entry {

@@ -84,8 +84,8 @@ const KEYS_PER_LOCK: usize = 64;
 
 /// The slots: a state word each, and the key of each slot's entry, for the hand and the
 /// sweeper. A key is written only while its slot is `EVICTING` (held by one claimer). Keys are
-/// locked in blocks: a lock of its own would cost each slot another 8 bytes (a third more),
-/// and only claims and the hand take these locks, each for one `Arc` clone.
+/// locked in blocks: a lock of its own would cost each slot another 8 bytes (half as much
+/// again), and only claims and the hand take these locks, each for one key clone.
 struct Slots {
     states: Box<[AtomicU64]>,
     keys: Box<[Mutex<[Option<FlagId>; KEYS_PER_LOCK]>]>,
