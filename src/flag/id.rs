@@ -189,4 +189,12 @@ impl serde::de::Visitor<'_> for IdVisitor {
     fn visit_str<E: serde::de::Error>(self, id: &str) -> std::result::Result<FlagId, E> {
         Ok(FlagId::new(id))
     }
+
+    /// Formats that hand strings over as bytes (as a `String` accepts them).
+    fn visit_bytes<E: serde::de::Error>(self, id: &[u8]) -> std::result::Result<FlagId, E> {
+        match std::str::from_utf8(id) {
+            Ok(id) => Ok(FlagId::new(id)),
+            Err(_) => Err(E::invalid_value(serde::de::Unexpected::Bytes(id), &self)),
+        }
+    }
 }

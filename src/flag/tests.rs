@@ -75,6 +75,14 @@ fn id_behaves_like_str() {
     assert_eq!(serde_json::from_str::<FlagId>("\"abc\"").unwrap(), id);
     assert_eq!(serde_json::from_str::<FlagId>("\"a\\u0062c\"").unwrap(), id);
     assert!(serde_json::from_str::<FlagId>("7").is_err());
+    // Formats that hand strings over as bytes.
+    use serde::Deserialize;
+    use serde::de::value::{BytesDeserializer, Error};
+    assert_eq!(
+        FlagId::deserialize(BytesDeserializer::<Error>::new(b"abc")).unwrap(),
+        id
+    );
+    assert!(FlagId::deserialize(BytesDeserializer::<Error>::new(b"a\xffc")).is_err());
 }
 
 /// A cache holds each key in its map, its ring and the definition: one word each.
