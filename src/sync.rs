@@ -15,12 +15,12 @@ use std::cell::Cell;
 #[cfg(not(flagcache_loom))]
 pub(crate) use std::sync::Mutex;
 #[cfg(not(flagcache_loom))]
-pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 
 #[cfg(flagcache_loom)]
 pub(crate) use loom::sync::Mutex;
 #[cfg(flagcache_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 
 pub(crate) use crossbeam_utils::CachePadded;
 

@@ -35,7 +35,7 @@ pub struct LocalCacheBuilder {
 }
 
 impl LocalCacheBuilder {
-    /// The largest `max_size` accepted: the CLOCK ring is allocated up front (16 bytes a
+    /// The largest `max_size` accepted: the CLOCK ring is allocated up front (12 bytes a
     /// slot), so an absurd capacity is a configuration error rather than an out-of-memory abort.
     pub const MAX_CAPACITY: usize = 1 << 26;
 

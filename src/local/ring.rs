@@ -24,32 +24,33 @@
 //! itself (on the cache line the lookup has just read), and a replacing write carries them over.
 
 use crate::flag::FlagId;
-use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, lock, spin_hint};
+use crate::sync::{AtomicU32, AtomicUsize, Mutex, Ordering, lock, spin_hint};
 use std::sync::OnceLock;
 
-const PHASE_MASK: u64 = 0b11;
-const FREE: u64 = 0;
-const PENDING: u64 = 1;
-const LIVE: u64 = 2;
-const EVICTING: u64 = 3;
+const PHASE_MASK: u32 = 0b11;
+const FREE: u32 = 0;
+const PENDING: u32 = 1;
+const LIVE: u32 = 2;
+const EVICTING: u32 = 3;
 const EPOCH_SHIFT: u32 = 2;
 
 /// Bits of a slot index in a [`SlotId`]; the builder caps capacity below `1 << INDEX_BITS`.
 pub(crate) const INDEX_BITS: u32 = 26;
 const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
-/// Epochs wrap at this many bits (a slot would need 2^38 reuses to alias an old id).
-const EPOCH_MASK: u64 = (1 << (64 - INDEX_BITS)) - 1;
+/// Epochs wrap at 30 bits, the rest of a slot's 32-bit state word: an operation holding an
+/// old id would have to stall through 2^30 claims of that one slot to act on a newer owner.
+const EPOCH_MASK: u32 = u32::MAX >> EPOCH_SHIFT;
 
 #[inline]
-fn pack(phase: u64, epoch: u64) -> u64 {
+fn pack(phase: u32, epoch: u32) -> u32 {
     (epoch << EPOCH_SHIFT) | phase
 }
 #[inline]
-fn phase(s: u64) -> u64 {
+fn phase(s: u32) -> u32 {
     s & PHASE_MASK
 }
 #[inline]
-fn epoch(s: u64) -> u64 {
+fn epoch(s: u32) -> u32 {
     s >> EPOCH_SHIFT
 }
 
@@ -58,14 +59,14 @@ fn epoch(s: u64) -> u64 {
 pub(crate) struct SlotId(u64);
 
 impl SlotId {
-    fn new(index: usize, epoch: u64) -> Self {
-        Self((index as u64 & INDEX_MASK) | ((epoch & EPOCH_MASK) << INDEX_BITS))
+    fn new(index: usize, epoch: u32) -> Self {
+        Self((index as u64 & INDEX_MASK) | (u64::from(epoch & EPOCH_MASK) << INDEX_BITS))
     }
     pub(crate) fn index(self) -> usize {
         (self.0 & INDEX_MASK) as usize
     }
-    fn epoch(self) -> u64 {
-        self.0 >> INDEX_BITS
+    fn epoch(self) -> u32 {
+        (self.0 >> INDEX_BITS) as u32
     }
     /// Slot 0 at its first epoch, for tests of the entry.
     #[cfg(test)]
@@ -82,12 +83,12 @@ impl SlotId {
 /// Slots whose keys share a lock.
 const KEYS_PER_LOCK: usize = 64;
 
-/// The slots: a state word each, and the key of each slot's entry, for the hand and the
+/// The slots: a 32-bit state word each, and the key of each slot's entry, for the hand and the
 /// sweeper. A key is written only while its slot is `EVICTING` (held by one claimer). Keys are
-/// locked in blocks: a lock of its own would cost each slot another 8 bytes (half as much
-/// again), and only claims and the hand take these locks, each for one key clone.
+/// locked in blocks: a lock of its own would cost each slot another 8 bytes (two thirds more),
+/// and only claims and the hand take these locks, each for one key clone.
 struct Slots {
-    states: Box<[AtomicU64]>,
+    states: Box<[AtomicU32]>,
     keys: Box<[Mutex<[Option<FlagId>; KEYS_PER_LOCK]>]>,
 }
 
@@ -144,7 +145,7 @@ impl ClockRing {
     fn slots(&self) -> &Slots {
         self.slots.get_or_init(|| Slots {
             states: (0..self.capacity)
-                .map(|_| AtomicU64::new(pack(FREE, 0)))
+                .map(|_| AtomicU32::new(pack(FREE, 0)))
                 .collect(),
             keys: (0..self.capacity.div_ceil(KEYS_PER_LOCK))
                 .map(|_| Mutex::new(std::array::from_fn(|_| None)))
@@ -154,7 +155,7 @@ impl ClockRing {
 
     /// The state word of slot `index`, if the slots exist.
     #[inline]
-    fn slot(&self, index: usize) -> Option<&AtomicU64> {
+    fn slot(&self, index: usize) -> Option<&AtomicU32> {
         self.slots.get().and_then(|slots| slots.states.get(index))
     }
 
@@ -222,9 +223,9 @@ impl ClockRing {
     fn take(
         &self,
         slots: &Slots,
-        slot: &AtomicU64,
+        slot: &AtomicU32,
         index: usize,
-        seen: Option<(u64, Option<FlagId>)>,
+        seen: Option<(u32, Option<FlagId>)>,
         key: &FlagId,
         evict: &mut impl FnMut(&FlagId, SlotId) -> bool,
     ) -> Option<(SlotId, bool)> {
@@ -265,7 +266,7 @@ impl ClockRing {
         }
     }
 
-    fn transition(&self, id: SlotId, from: u64, to: u64) -> bool {
+    fn transition(&self, id: SlotId, from: u32, to: u32) -> bool {
         self.slot(id.index()).is_some_and(|slot| {
             slot.compare_exchange(
                 pack(from, id.epoch()),
@@ -441,6 +442,28 @@ mod tests {
             1,
             "a stale release must not touch the new owner"
         );
+    }
+
+    #[test]
+    fn an_epoch_wraps_to_zero_within_the_state_word() {
+        let ring = ClockRing::new(1);
+        let (a, _) = ring.claim(&key("a"), never, no_evict).unwrap();
+        ring.publish(a);
+        // Where 2^30 claims of the slot would have brought it.
+        ring.slots().states[0].store(pack(LIVE, EPOCH_MASK), Ordering::Relaxed);
+        let last = SlotId::new(0, EPOCH_MASK);
+        ring.free(last);
+        assert_eq!(ring.live_count(), 0);
+        let (b, _) = ring.claim(&key("b"), never, no_evict).unwrap();
+        assert_eq!(b.epoch(), 0, "the epoch wraps");
+        ring.publish(b);
+        assert!(ring.is_live_for(b, &key("b")));
+        ring.free(last);
+        assert!(
+            ring.is_live_for(b, &key("b")),
+            "an id of the last epoch must not free the wrapped one"
+        );
+        assert!(ring.unsettled().is_none());
     }
 
     #[test]
