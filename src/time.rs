@@ -19,6 +19,17 @@ pub(crate) const MIN_RESOLUTION: Duration = Duration::from_millis(1);
 /// shorter one would be born expired.
 pub(crate) const MIN_TTL: Duration = Duration::from_millis(1);
 
+/// Refuses an L1 TTL under [`MIN_TTL`], naming the setting (`what`) it came from.
+pub(crate) fn check_l1_ttl(what: &str, ttl: Duration) -> crate::error::Result<()> {
+    if ttl < MIN_TTL {
+        return Err(crate::error::Error::invalid_config(format!(
+            "{what} {ttl:?} is under {MIN_TTL:?}: L1 keeps expiries in whole milliseconds, so \
+             the entry would expire at once"
+        )));
+    }
+    Ok(())
+}
+
 /// The tick value that means "never expires".
 pub(crate) const NEVER: Ticks = Ticks::MAX;
 

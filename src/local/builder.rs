@@ -88,13 +88,7 @@ impl LocalCacheBuilder {
                 Self::MAX_CAPACITY
             )));
         }
-        if c.default_ttl < crate::time::MIN_TTL {
-            return Err(Error::invalid_config(format!(
-                "default_ttl {:?} is below the minimum of {:?}",
-                c.default_ttl,
-                crate::time::MIN_TTL
-            )));
-        }
+        crate::time::check_l1_ttl("default_ttl", c.default_ttl)?;
         if c.clock_resolution < crate::time::MIN_RESOLUTION {
             return Err(Error::invalid_config(format!(
                 "clock_resolution {:?} is below the minimum of {:?}",

@@ -13,7 +13,7 @@ use super::{FillOutcome, LocalCache};
 use crate::error::{Error, ErrorKind, Result};
 use crate::flag::{FlagDefinition, FlagId};
 use crate::sync::{Arc, Ordering};
-use crate::time::{MIN_TTL, duration_to_ticks};
+use crate::time::{check_l1_ttl, duration_to_ticks};
 use std::time::Duration;
 
 /// A write's checks: `def` is `id`'s, and valid (a definition the read path would call
@@ -38,11 +38,7 @@ impl LocalCache {
     /// The stamp of an entry written now for `ttl` (the default when `None`) in snapshot `a`.
     fn stamp(&self, ttl: Option<Duration>, a: Active) -> Result<Stamp> {
         let ttl = ttl.unwrap_or(self.default_ttl);
-        if ttl < MIN_TTL {
-            return Err(Error::invalid_config(format!(
-                "a TTL of {ttl:?} would expire the entry at once (L1 keeps whole milliseconds)"
-            )));
-        }
+        check_l1_ttl("the TTL", ttl)?;
         let now = self.clock.now();
         Ok(Stamp {
             cached_at: self.clock.instant_at_or_start(now),

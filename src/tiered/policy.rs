@@ -84,11 +84,7 @@ impl Policy {
                 return Err(Error::invalid_config(format!("{what} is zero")));
             }
         }
-        if self.l1_ttl < crate::time::MIN_TTL {
-            return Err(Error::invalid_config(
-                "l1_ttl is under 1 ms: L1 keeps expiries in whole milliseconds",
-            ));
-        }
+        crate::time::check_l1_ttl("l1_ttl", self.l1_ttl)?;
         for (what, n) in [
             ("max_background_loads", self.max_background_loads),
             ("max_notice_bytes", self.max_notice_bytes),
